@@ -1,0 +1,1 @@
+"""Experiment drivers: datasets, configs, grid searches and the ``xfw`` command line."""

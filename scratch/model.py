@@ -1,0 +1,382 @@
+"""The scratch ``Sequential`` model: forward, backward, L2, training loop.
+
+Data are NCHW arrays of the model's dtype; parameters and gradients are dicts with
+dotted keys ``"<spec index>.kernel"`` / ``"<spec index>.bias"`` in the canonical layout
+of DESIGN.md section 3.
+
+The objective (DESIGN.md section 4) is::
+
+    mean_n loss(f(x_n), y_n) + lambda * sum over kernels of sum(W**2)
+
+so L2 adds ``2 * lambda * W`` to each kernel gradient and nothing to biases, which is
+what ``keras.regularizers.l2(lambda)`` does.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import losses as L
+from . import spec as S
+from .data import accuracy, as_targets, epoch_batches
+from .layers import ActivationOp, make_ops
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype: {dtype!r} is not supported; allowed: float32, float64")
+    return dt
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+class Sequential:
+    """A stack of spec layers run in NumPy.
+
+    Parameters
+    ----------
+    layers : sequence of spec layers (:mod:`scratch.spec`)
+    input_shape : tuple
+        One sample's shape, ``(C, H, W)`` for images or ``(F,)`` for flat features.
+    dtype : numpy float32 or float64; kept end to end.
+    seed : int
+        Seeds the Glorot-uniform initialisation (and dropout masks).
+    """
+
+    def __init__(self, layers, input_shape, *, dtype=np.float64, seed: int = 0):
+        self.layers = S.validate(layers)
+        self.dtype = _check_dtype(dtype)
+        self.seed = _check_seed(seed)
+        try:
+            shape = tuple(int(d) for d in input_shape)
+        except TypeError:
+            raise ValueError(f"input_shape: expected a tuple such as (1, 8, 8), got {input_shape!r}") from None
+        if not shape or any(d <= 0 for d in shape) or len(shape) not in (1, 3):
+            raise ValueError(f"input_shape: expected (C, H, W) or (F,) of positive sizes, got {input_shape!r}")
+        self.input_shape = shape
+        self._dropout_rng = np.random.default_rng([self.seed, 1])
+        self.ops = []
+        for i, layer in enumerate(self.layers):
+            self.ops.extend(make_ops(i, layer, shape, self.dtype, self._dropout_rng))
+            shape = self.ops[-1].output_shape
+        self.output_shape = shape
+        # Live views: the same arrays the ops hold, so an in-place optimizer step updates them.
+        self._params = {f"{op.index}.{k}": v for op in self.ops for k, v in op.params.items()}
+        self._grads = {f"{op.index}.{k}": v for op in self.ops for k, v in op.grads.items()}
+        self._initialise(np.random.default_rng(self.seed))
+        self.loss = None
+        self.optimizer = None
+        self.l2 = 0.0
+
+    # ------------------------------------------------------------------ parameters
+    def _initialise(self, rng: np.random.Generator):
+        """Glorot-uniform kernels (limit sqrt(6 / (fan_in + fan_out)), Keras's fans), zero
+        biases; drawn in float64 in layer order so float32 and float64 models of the same
+        seed hold the same weights up to rounding."""
+        for op in self.ops:
+            if "kernel" in op.params:
+                fan_in, fan_out = op.fans()
+                limit = math.sqrt(6.0 / (fan_in + fan_out))
+                op.params["kernel"][...] = rng.uniform(-limit, limit, size=op.params["kernel"].shape)
+                op.params["bias"][...] = 0
+
+    @property
+    def kernel_keys(self) -> tuple:
+        return tuple(k for k in self._params if k.endswith(".kernel"))
+
+    def parameters(self) -> dict:
+        """The live parameter arrays (not copies): key -> array."""
+        return self._params
+
+    def state_dict(self) -> dict:
+        """Copies of the parameters, key -> array, canonical layout."""
+        return {k: v.copy() for k, v in self._params.items()}
+
+    def gradients(self) -> dict:
+        """Copies of the gradients of the last backward pass (L2 included after a training step)."""
+        return {k: v.copy() for k, v in self._grads.items()}
+
+    def load_state_dict(self, state: dict, strict: bool = True) -> None:
+        """Copy ``state`` into the model after checking every key, shape and dtype.
+
+        ``strict``: missing and unexpected keys are errors (otherwise missing keys keep
+        their values and unexpected keys are reported). Nothing is copied unless all
+        checks pass.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state: expected a dict of arrays, got {type(state).__name__}")
+        missing = [k for k in self._params if k not in state]
+        extra = [k for k in state if k not in self._params]
+        if extra or (strict and missing):
+            raise KeyError(
+                f"state dict does not match the model: missing keys {missing}, unexpected keys {extra}; "
+                f"the model's keys are {list(self._params)}"
+            )
+        for k, v in state.items():
+            mine = self._params[k]
+            arr = np.asarray(v)
+            if arr.shape != mine.shape:
+                raise ValueError(f"{k}: shape {arr.shape} does not match the model's {mine.shape}")
+            if arr.dtype != mine.dtype:
+                raise TypeError(f"{k}: dtype {arr.dtype} does not match the model's {mine.dtype}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{k}: contains NaN or inf")
+        for k, v in state.items():
+            self._params[k][...] = v
+
+    def l2_penalty(self) -> float:
+        """``l2 * sum(W**2)`` over kernels (0 when ``l2`` is 0)."""
+        if not self.l2:
+            return 0.0
+        return self.l2 * float(sum(np.sum(self._params[k] ** 2) for k in self.kernel_keys))
+
+    # ------------------------------------------------------------------ checks
+    def check_input(self, x, name: str = "x") -> np.ndarray:
+        """``x`` as an array, after checking rank, shape, dtype and finiteness."""
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
+        expected = ("N",) + self.input_shape
+        if x.ndim != len(expected):
+            raise ValueError(
+                f"{name}: expected rank {len(expected)} input of shape {expected} (NCHW), got shape {x.shape}"
+            )
+        if x.shape[1:] != self.input_shape:
+            what = "channels" if len(self.input_shape) == 3 and x.shape[1] != self.input_shape[0] else "shape"
+            hint = ""
+            if len(self.input_shape) == 3 and x.shape[-1] == self.input_shape[0] and x.shape[1:3] == self.input_shape[1:]:
+                hint = "; the data looks channels-last (NHWC): transpose it with x.transpose(0, 3, 1, 2)"
+            raise ValueError(f"{name}: {what} mismatch, expected {expected}, got {x.shape}{hint}")
+        if x.dtype != self.dtype:
+            raise TypeError(f"{name}: dtype {x.dtype} does not match the model's {self.dtype}; "
+                            f"cast it with x.astype(np.{self.dtype.name})")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: the batch is empty")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name}: contains NaN or inf")
+        return x
+
+    # ------------------------------------------------------------------ passes
+    def _run(self, x, training, ops):
+        for op in ops:
+            x = op.forward(x, training)
+        return x
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Outputs (N,) + output_shape for inputs (N,) + input_shape."""
+        return self._run(self.check_input(x), training, self.ops)
+
+    __call__ = forward
+
+    def forward_layers(self, x: np.ndarray, training: bool = False) -> list:
+        """The output of every spec entry (after its fused activation), in order."""
+        x = self.check_input(x)
+        outs = []
+        for i, op in enumerate(self.ops):
+            x = op.forward(x, training)
+            if i + 1 == len(self.ops) or self.ops[i + 1].index != op.index:
+                outs.append(x)
+        return outs
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        """Gradient with respect to the input of the last ``forward``; fills ``gradients()``.
+
+        ``dout`` is the gradient of a scalar with respect to the outputs, (N,) + output_shape.
+        """
+        dout = np.asarray(dout)
+        if dout.shape[1:] != self.output_shape or dout.dtype != self.dtype:
+            raise ValueError(f"dout: expected shape (N,) + {self.output_shape} and dtype {self.dtype}, "
+                             f"got {dout.shape} {dout.dtype}")
+        return self._backward(dout, self.ops)
+
+    def _backward(self, dout, ops):
+        for op in reversed(ops):
+            dout = op.backward(dout)
+        return dout
+
+    # ------------------------------------------------------------------ training
+    def compile(self, loss="categorical_crossentropy", optimizer="sgd", *, learning_rate: float = 0.01,
+                l2: float = 0.0, flavor: str = "keras", **optimizer_kwargs) -> "Sequential":
+        """Set the loss, the optimizer (an instance or a name for ``scratch.optimizers.make``)
+        and the L2 factor ``l2`` (Keras's ``l2(lambda)``: kernels only)."""
+        from . import optimizers as O
+
+        loss = L.get(loss)
+        if loss.fused_activation:
+            last = self.ops[-1]
+            if not (isinstance(last, ActivationOp) and last.act.name == loss.fused_activation):
+                raise ValueError(
+                    f"loss {loss.name!r} needs the model to end in a {loss.fused_activation} activation "
+                    f"(it is fused with the loss); the last op is {last.name}"
+                )
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not math.isfinite(l2) or l2 < 0:
+            raise ValueError(f"l2: expected a finite number >= 0, got {l2!r}")
+        if isinstance(optimizer, str):
+            optimizer = O.make(optimizer, learning_rate, flavor=flavor, **optimizer_kwargs)
+        elif not isinstance(optimizer, O.Optimizer):
+            raise TypeError(f"optimizer: expected a name or a scratch.optimizers.Optimizer, got {optimizer!r}")
+        self.loss, self.optimizer, self.l2 = loss, optimizer, float(l2)
+        return self
+
+    def _require_compiled(self):
+        if self.loss is None:
+            raise RuntimeError("the model is not compiled: call model.compile(loss=..., optimizer=..., l2=...) first")
+
+    def targets(self, y, name: str = "y") -> np.ndarray:
+        """``y`` as (N, outputs) targets of the model's dtype (integer labels are one-hot encoded)."""
+        return as_targets(y, self.output_shape[0], self.dtype, name=name)
+
+    def _loss_forward(self, x, training):
+        """(the loss's input a, model outputs): logits when the loss is fused."""
+        if self.loss.fused_activation:
+            z = self._run(x, training, self.ops[:-1])
+            return z, None
+        out = self._run(x, training, self.ops)
+        return out, out
+
+    def loss_and_gradients(self, x, y, training: bool = True):
+        """Objective (data loss + L2 penalty) of one batch; fills ``gradients()`` (L2 included).
+
+        Returns ``(objective, data_loss)``. Does not update the parameters.
+        """
+        self._require_compiled()
+        x = self.check_input(x)
+        y = self.targets(y)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"y: {y.shape[0]} targets for {x.shape[0]} inputs")
+        return self._loss_and_gradients(x, y, training)
+
+    def _loss_and_gradients(self, x, y, training):
+        a, _ = self._loss_forward(x, training)
+        data_loss, da = self.loss.value_and_grad(a, y)
+        self._backward(da, self.ops[:-1] if self.loss.fused_activation else self.ops)
+        penalty = 0.0
+        if self.l2:
+            two_l2 = self.dtype.type(2 * self.l2)
+            for k in self.kernel_keys:
+                w = self._params[k]
+                self._grads[k] += two_l2 * w
+                penalty += float(np.sum(w * w))
+            penalty *= self.l2
+        return data_loss + penalty, data_loss
+
+    def train_step(self, x, y) -> float:
+        """One optimizer step on a batch; returns the objective before the step."""
+        self._require_compiled()
+        x = self.check_input(x)
+        y = self.targets(y)
+        return self._train_step(x, y)
+
+    def _train_step(self, x, y) -> float:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            objective, _ = self._loss_and_gradients(x, y, True)
+            self.optimizer.step(self._params, self._grads)
+        return objective
+
+    def predict(self, x, batch_size: int | None = 1000) -> np.ndarray:
+        """Outputs in batches of ``batch_size`` (None: all at once)."""
+        x = self.check_input(x)
+        if batch_size is None or batch_size >= x.shape[0]:
+            return self._run(x, False, self.ops)
+        return np.concatenate([self._run(x[i:i + batch_size], False, self.ops)
+                               for i in range(0, x.shape[0], batch_size)])
+
+    def evaluate(self, x, y, batch_size: int | None = 1000) -> dict:
+        """``{"loss": mean data loss (no L2 term), "accuracy": fraction correct}``."""
+        self._require_compiled()
+        x = self.check_input(x)
+        y = self.targets(y)
+        return self._evaluate(x, y, batch_size)
+
+    def _evaluate(self, x, y, batch_size):
+        n = x.shape[0]
+        step = n if batch_size is None else batch_size
+        total, outs = 0.0, []
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for i in range(0, n, step):
+                a, _ = self._loss_forward(x[i:i + step], False)
+                value, _ = self.loss.value_and_grad(a, y[i:i + step])
+                total += value * a.shape[0]
+                outs.append(self.loss.outputs(a))
+        return {"loss": total / n, "accuracy": accuracy(np.concatenate(outs), y)}
+
+    def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, seed: int = 0, shuffle: bool = True,
+            validation_data=None, progress: bool = False, on_epoch_end=None) -> list:
+        """Train for ``epochs`` over the shared seeded batch order (:func:`scratch.data.epoch_batches`).
+
+        Returns one dict per epoch: ``epoch`` (1-based), ``loss`` (mean objective over the
+        epoch's batches), ``train_loss``, ``train_accuracy`` and, with ``validation_data``,
+        ``test_loss``, ``test_accuracy`` (data loss, after the epoch), and ``diverged``.
+        Training stops after the first epoch whose objective is NaN or inf; that row has
+        ``diverged=True``. ``on_epoch_end(row)`` is called after each epoch.
+        """
+        self._require_compiled()
+        x = self.check_input(x)
+        y = self.targets(y)
+        val = None
+        if validation_data is not None:
+            vx, vy = validation_data
+            val = (self.check_input(vx, "validation x"), self.targets(vy, "validation y"))
+        return run_epochs(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle,
+                          validation=val, progress=progress, on_epoch_end=on_epoch_end)
+
+
+def run_epochs(trainer, x, y, *, epochs, batch_size, seed, shuffle, validation, progress, on_epoch_end):
+    """The epoch loop shared by every framework's trainer.
+
+    ``trainer`` provides ``_train_step(xb, yb) -> float`` (or ``_train_epoch(x, y, batches) ->
+    list of floats``, one objective per batch) and ``_evaluate(x, y, batch_size) -> dict`` on
+    already-checked arrays in the trainer's own layout. Batches come from
+    :func:`scratch.data.epoch_batches`, so every framework sees the same order.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs <= 0:
+        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
+    n = x.shape[0]
+    epoch_batches(n, batch_size, seed, 0, shuffle)  # validates batch_size before any work
+    history = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # optional display dependency, imported only when asked for
+
+        bar = tqdm(total=epochs, unit="epoch", leave=False)
+    try:
+        for epoch in range(epochs):
+            batches = epoch_batches(n, batch_size, seed, epoch, shuffle)
+            if hasattr(trainer, "_train_epoch"):  # e.g. Keras: one compiled function per epoch
+                losses = trainer._train_epoch(x, y, batches)
+            else:
+                losses = [trainer._train_step(x[idx], y[idx]) for idx in batches]
+            mean_loss = float(np.mean(losses))
+            diverged = not math.isfinite(mean_loss)
+            row = {"epoch": epoch + 1, "loss": mean_loss}
+            row.update({f"train_{k}": v for k, v in trainer._evaluate(x, y, 1000).items()})
+            if validation is not None:
+                row.update({f"test_{k}": v for k, v in trainer._evaluate(*validation, 1000).items()})
+            row["diverged"] = diverged
+            history.append(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{row['train_accuracy']:.3f}")
+            if on_epoch_end is not None:
+                on_epoch_end(row)
+            if diverged:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def build(layers, input_shape, *, dtype=np.float64, seed: int = 0) -> Sequential:
+    """Build a scratch :class:`Sequential` from spec layers; see its docstring."""
+    return Sequential(layers, input_shape, dtype=dtype, seed=seed)
