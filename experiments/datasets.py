@@ -61,7 +61,8 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: Keys a Keras-layout ``mnist.npz`` must hold.
 MNIST_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 #: The four IDX files of a MNIST folder (each may also be gzipped, ``name + ".gz"``,
-#: or spelled with a ``'.'`` instead of the last ``'-'``, e.g. ``train-images.idx3-ubyte``).
+#: or spelled with a ``'.'`` before ``idx``, ``train-images.idx3-ubyte`` as some mirrors ship
+#: them, or before ``ubyte``, ``train-images-idx3.ubyte``).
 MNIST_IDX_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",
@@ -309,7 +310,7 @@ def _expected_layout() -> str:
     return (
         "expected either a Keras-layout mnist.npz with the keys " + ", ".join(MNIST_NPZ_KEYS)
         + " or a folder holding the four IDX files " + ", ".join(MNIST_IDX_FILES)
-        + " (each plain or gzipped as name + '.gz'; 'train-images.idx3-ubyte' spelling also accepted)"
+        + " (each plain or gzipped as name + '.gz'; the spellings 'train-images.idx3-ubyte' and 'train-images-idx3.ubyte' are also accepted)"
     )
 
 
@@ -356,9 +357,10 @@ def _parse_idx(path: str, magic: int) -> np.ndarray:
 
 
 def _find_idx(folder: str, name: str) -> str:
+    # "train-images.idx3-ubyte" (the mirrors' spelling) and "train-images-idx3.ubyte"
     stem, _, tail = name.rpartition("-")
-    dotted = f"{stem}.{tail}"
-    candidates = [name, name + ".gz", dotted, dotted + ".gz"]
+    spellings = [name, name.replace("-idx", ".idx"), f"{stem}.{tail}"]
+    candidates = [c for s in spellings for c in (s, s + ".gz")]
     for candidate in candidates:
         full = os.path.join(folder, candidate)
         if os.path.isfile(full):
@@ -418,8 +420,9 @@ def mnist(path, *, dtype=np.float64, seed=0, limit=None) -> Dataset:
     ``y_test``; uint8 images ``(N, 28, 28)``, labels ``(N,)``) or a folder holding the IDX
     files ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each plain or gzipped
-    (``name + ".gz"``), also spelled with a ``'.'`` for the last ``'-'``
-    (``train-images.idx3-ubyte``). IDX files are parsed by their header (magic
+    (``name + ".gz"``), also spelled with a ``'.'`` before ``idx``
+    (``train-images.idx3-ubyte``, as some mirrors ship them) or before ``ubyte``
+    (``train-images-idx3.ubyte``). IDX files are parsed by their header (magic
     ``0x00000803`` images / ``0x00000801`` labels, big-endian dims) and their size
     checked against it.
 

@@ -5,6 +5,6 @@
 architectures from :mod:`scratch.architectures`. This package imports NumPy only.
 """
 from . import architectures, data, gradcheck, losses, spec
-from .model import Sequential, build
+from .model import Sequential, Trainer, build
 
-__all__ = ["Sequential", "build", "architectures", "data", "gradcheck", "losses", "spec"]
+__all__ = ["Sequential", "Trainer", "build", "architectures", "data", "gradcheck", "losses", "spec"]

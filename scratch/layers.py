@@ -230,12 +230,19 @@ class MaxPool2DOp(_PoolOp):
 
     def forward(self, x, training):
         xp = self._pad(x, -np.inf)
-        n, c = x.shape[:2]
-        ho, wo = self.out_hw
-        win = _windows(xp, self.pool_size, self.strides, self.out_hw).reshape(n, c, ho, wo, -1)
-        arg = win.argmax(axis=-1)
+        (ph, pw), (sh, sw), (ho, wo) = self.pool_size, self.strides, self.out_hw
+        # Loop over the ph*pw window offsets (not pixels): a strict ">" keeps the first
+        # maximum in row-major window order, the cell TensorFlow and PyTorch route to.
+        best = xp[:, :, _strided(0, sh, ho), _strided(0, sw, wo)].copy()
+        arg = np.zeros(best.shape, dtype=np.int16)
+        for k in range(1, ph * pw):
+            i, j = divmod(k, pw)
+            cand = xp[:, :, _strided(i, sh, ho), _strided(j, sw, wo)]
+            better = cand > best
+            arg[better] = k
+            np.maximum(best, cand, out=best)
         self._cache = (arg, xp.shape)
-        return np.take_along_axis(win, arg[..., None], axis=-1)[..., 0]
+        return best
 
     def backward(self, dout):
         arg, padded_shape = self._cache

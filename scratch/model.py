@@ -311,7 +311,8 @@ class Sequential:
         return {"loss": total / n, "accuracy": accuracy(np.concatenate(outs), y)}
 
     def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, seed: int = 0, shuffle: bool = True,
-            validation_data=None, progress: bool = False, on_epoch_end=None) -> list:
+            validation_data=None, progress: bool = False, on_epoch_end=None,
+            evaluate_train: bool = True) -> list:
         """Train for ``epochs`` over the shared seeded batch order (:func:`scratch.data.epoch_batches`).
 
         Returns one dict per epoch: ``epoch`` (1-based), ``loss`` (mean objective over the
@@ -319,6 +320,7 @@ class Sequential:
         ``test_loss``, ``test_accuracy`` (data loss, after the epoch), and ``diverged``.
         Training stops after the first epoch whose objective is NaN or inf; that row has
         ``diverged=True``. ``on_epoch_end(row)`` is called after each epoch.
+        ``evaluate_train=False`` skips the train-set evaluation (no ``train_*`` keys; benchmarks).
         """
         self._require_compiled()
         x = self.check_input(x)
@@ -328,10 +330,12 @@ class Sequential:
             vx, vy = validation_data
             val = (self.check_input(vx, "validation x"), self.targets(vy, "validation y"))
         return run_epochs(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle,
-                          validation=val, progress=progress, on_epoch_end=on_epoch_end)
+                          validation=val, progress=progress, on_epoch_end=on_epoch_end,
+                          evaluate_train=evaluate_train)
 
 
-def run_epochs(trainer, x, y, *, epochs, batch_size, seed, shuffle, validation, progress, on_epoch_end):
+def run_epochs(trainer, x, y, *, epochs, batch_size, seed, shuffle, validation, progress, on_epoch_end,
+               evaluate_train=True):
     """The epoch loop shared by every framework's trainer.
 
     ``trainer`` provides ``_train_step(xb, yb) -> float`` (or ``_train_epoch(x, y, batches) ->
@@ -359,14 +363,15 @@ def run_epochs(trainer, x, y, *, epochs, batch_size, seed, shuffle, validation, 
             mean_loss = float(np.mean(losses))
             diverged = not math.isfinite(mean_loss)
             row = {"epoch": epoch + 1, "loss": mean_loss}
-            row.update({f"train_{k}": v for k, v in trainer._evaluate(x, y, 1000).items()})
+            if evaluate_train:
+                row.update({f"train_{k}": v for k, v in trainer._evaluate(x, y, 1000).items()})
             if validation is not None:
                 row.update({f"test_{k}": v for k, v in trainer._evaluate(*validation, 1000).items()})
             row["diverged"] = diverged
             history.append(row)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{row['train_accuracy']:.3f}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(row)
             if diverged:
@@ -380,3 +385,43 @@ def run_epochs(trainer, x, y, *, epochs, batch_size, seed, shuffle, validation, 
 def build(layers, input_shape, *, dtype=np.float64, seed: int = 0) -> Sequential:
     """Build a scratch :class:`Sequential` from spec layers; see its docstring."""
     return Sequential(layers, input_shape, dtype=dtype, seed=seed)
+
+
+class Trainer:
+    """The training contract shared by all three frameworks, for the scratch engine.
+
+    ``keras_models.Trainer`` and ``torch_models.Trainer`` take the same arguments and
+    give the same methods: ``train_step``, ``fit``, ``evaluate``, ``predict``,
+    ``state_dict`` and ``load_state_dict``, all on canonical NCHW NumPy arrays.
+
+    ``flavor`` picks whose optimizer rule the scratch engine follows ("keras" or
+    "torch"); ``init`` is accepted for symmetry ("scratch" and "native" are the same
+    thing here).
+    """
+
+    def __init__(self, layers, input_shape, *, loss="categorical_crossentropy", optimizer="sgd",
+                 learning_rate: float = 0.01, l2: float = 0.0, dtype="float64", seed: int = 0,
+                 init: str = "scratch", flavor: str = "keras", **optimizer_kwargs):
+        if init not in ("scratch", "native"):
+            raise ValueError(f"init: unknown {init!r}; allowed: scratch, native")
+        self.model = build(layers, input_shape, dtype=dtype, seed=seed)
+        self.model.compile(loss, optimizer, learning_rate=learning_rate, l2=l2, flavor=flavor, **optimizer_kwargs)
+        self.layers, self.input_shape = self.model.layers, self.model.input_shape
+
+    def train_step(self, x, y) -> float:
+        return self.model.train_step(x, y)
+
+    def fit(self, x, y, **kwargs) -> list:
+        return self.model.fit(x, y, **kwargs)
+
+    def evaluate(self, x, y) -> dict:
+        return self.model.evaluate(x, y)
+
+    def predict(self, x):
+        return self.model.predict(x)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        self.model.load_state_dict(state)

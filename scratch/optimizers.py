@@ -26,6 +26,12 @@ Conventions
   = 0.009999999776482582``. The Keras flavour mirrors this (``lr_dtype="float32"``);
   pass ``lr_dtype="float64"`` when Keras runs with ``keras.config.set_floatx("float64")``.
   torch keeps ``lr`` as a Python float (``lr_dtype="float64"``).
+* The Keras flavour mirrors Keras 3 on the TensorFlow backend, where
+  ``ops.cast(python_float, "float64")`` goes through float32 (``tf.cast`` converts the
+  Python float to a float32 tensor first). Keras casts SGD's ``momentum``, Adam's
+  ``beta_1``/``beta_2`` (in ``beta**t``) and Adagrad's ``initial_accumulator_value``
+  this way, so the Keras flavour uses ``float32(x)`` for exactly those (see
+  :func:`_keras_cast`); everything else stays exact.
 * Scalars follow each framework's types: torch computes step sizes and bias
   corrections as Python floats; Keras computes them as tensors of the parameter's dtype.
 
@@ -100,6 +106,19 @@ def _bool(cls: str, name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{cls}: {name} must be a bool, got {value!r}")
     return bool(value)
+
+
+def _keras_cast(value: float, dtype):
+    """``keras.ops.cast(value, dtype)`` of a Python float on the TensorFlow backend.
+
+    ``tf.cast`` first converts the Python float to a *float32* tensor and only then
+    casts it, so ``ops.cast(0.9, "float64")`` is ``0.8999999761581421``. Keras does this
+    for SGD's ``momentum``, Adam's ``beta_1``/``beta_2`` in the bias-correction powers
+    and Adagrad's ``initial_accumulator_value`` (``initializers.Constant``); the other
+    Python constants (RMSprop's ``rho``, every ``epsilon``, Adam's ``1 - beta``) enter
+    arithmetic directly and stay exact.
+    """
+    return np.dtype(dtype).type(np.float32(value))
 
 
 def _torch_lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
@@ -259,8 +278,10 @@ class SGD(Optimizer):
         w = w + (-lr) * b                                   (nesterov=False)
         w = w + (-lr) * (g + momentum * b)                  (nesterov=True)
 
-    The two momentum rules give the same trajectory in exact arithmetic (Keras's
-    ``v`` is ``-lr * b``); in floating point they round differently.
+    In the Keras flavour ``momentum`` is ``float32(momentum)`` and ``lr`` is
+    ``float32(lr)`` (see the module notes). The two momentum rules give the same
+    trajectory in exact arithmetic (Keras's ``v`` is ``-lr * b``); in floating point
+    they round differently.
 
     Parameters
     ----------
@@ -301,7 +322,7 @@ class SGD(Optimizer):
             lr = self._lr(p.dtype)
             if self.momentum == 0.0:
                 return p - g * lr
-            m = p.dtype.type(self.momentum)
+            m = _keras_cast(self.momentum, p.dtype)
             v = state["buf"]
             v[...] = v * m - g * lr
             if self.nesterov:
@@ -431,6 +452,9 @@ class Adagrad(Optimizer):
         G = G + g**2
         w = w - (lr * g) / sqrt(G + eps)                 # eps INSIDE the sqrt
 
+    (Keras starts ``G`` at ``float32(initial_accumulator_value)`` and uses
+    ``float32(lr)``; see the module notes.)
+
     torch flavour (``torch.optim.Adagrad``, ``lr_decay`` 0); ``G`` starts at
     ``initial_accumulator_value``::
 
@@ -467,7 +491,10 @@ class Adagrad(Optimizer):
         return {"initial_accumulator_value": self.initial_accumulator_value, "epsilon": self.epsilon}
 
     def _init_state(self, p):
-        return {"sum": np.full_like(p, self.initial_accumulator_value)}
+        init = self.initial_accumulator_value
+        if self.flavor == "keras":  # initializers.Constant: ops.cast(value) * ones
+            init = _keras_cast(init, p.dtype)
+        return {"sum": np.full_like(p, init)}
 
     def _update(self, p, g, state):
         lr = self._lr(p.dtype)
@@ -493,6 +520,10 @@ class Adam(Optimizer):
         m = m + (g - m) * (1 - beta_1)
         v = v + (g**2 - v) * (1 - beta_2)
         w = w - (m * alpha) / (sqrt(v) + eps)            # eps outside, NOT bias-corrected
+
+    where ``beta_1**t`` and ``beta_2**t`` are ``float32(beta)**t`` and ``lr`` is
+    ``float32(lr)``, while ``1 - beta`` in the moment updates is exact (see the
+    module notes).
 
     torch flavour (``torch.optim.Adam``); ``m``, ``v`` start at 0; scalars are Python
     floats::
@@ -545,8 +576,8 @@ class Adam(Optimizer):
             dt = p.dtype.type
             lr = self._lr(p.dtype)
             t = dt(self.iterations + 1)
-            b1_power = np.power(dt(b1), t)
-            b2_power = np.power(dt(b2), t)
+            b1_power = np.power(_keras_cast(b1, p.dtype), t)
+            b2_power = np.power(_keras_cast(b2, p.dtype), t)
             alpha = lr * np.sqrt(1 - b2_power) / (1 - b1_power)
             m[...] = m + (g - m) * (1 - b1)
             v[...] = v + (np.square(g) - v) * (1 - b2)

@@ -37,10 +37,8 @@ def _pair(kind: str, name: str, value, *, allow_none: bool = False) -> Optional[
         return None
     if isinstance(value, bool):
         _fail(kind, name, value, "expected a positive int or a (height, width) pair of positive ints")
-    if isinstance(value, int):
-        value = (value, value)
     try:
-        pair = tuple(value)
+        pair = (value, value) if isinstance(value, int) else tuple(value)
     except TypeError:
         _fail(kind, name, value, "expected a positive int or a (height, width) pair of positive ints")
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):

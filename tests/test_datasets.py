@@ -127,11 +127,13 @@ def _idx_bytes(arr: np.ndarray) -> bytes:
     return struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(np.uint8).tobytes()
 
 
-def _write_idx(folder, arrays, *, gz=False, dotted=False):
+def _write_idx(folder, arrays, *, gz=False, dotted=None):
     folder.mkdir(parents=True, exist_ok=True)
     keys = ("x_train", "y_train", "x_test", "y_test")
     for key, name in zip(keys, MNIST_IDX_FILES):
-        if dotted:
+        if dotted == "idx":  # the mirrors' spelling: train-images.idx3-ubyte
+            name = name.replace("-idx", ".idx")
+        elif dotted == "ubyte":  # train-images-idx3.ubyte
             stem, _, tail = name.rpartition("-")
             name = f"{stem}.{tail}"
         data = _idx_bytes(arrays[key])
@@ -160,11 +162,15 @@ def test_mnist_npz(tmp_path):
     np.testing.assert_array_equal(d32.x_test, d.x_test.astype(np.float32))
 
 
-@pytest.mark.parametrize("gz,dotted", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("dotted", [None, "idx", "ubyte"])
 def test_mnist_idx_matches_npz(tmp_path, gz, dotted):
     arrays = _fake_mnist()
     ref = ds.mnist(_write_npz(tmp_path / "mnist.npz", arrays))
-    d = ds.mnist(_write_idx(tmp_path / "idx", arrays, gz=gz, dotted=dotted))
+    folder = _write_idx(tmp_path / "idx", arrays, gz=gz, dotted=dotted)
+    if dotted == "idx":
+        assert (folder / ("train-images.idx3-ubyte" + (".gz" if gz else ""))).is_file()
+    d = ds.mnist(folder)
     for f in ("x_train", "y_train", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(d, f), getattr(ref, f))
         assert getattr(d, f).dtype == getattr(ref, f).dtype

@@ -1,0 +1,153 @@
+"""Speed, measured side by side in one run (``xfw bench`` / ``python -m experiments.bench``).
+
+Tables:
+
+1. the course CNN on digits (batch 100, SGD): seconds per training epoch of each
+   framework in float32 and float64, and the ratio to torch (same dtype);
+2. the same on 28x28 synthetic data;
+3. the scratch engine against a nested-loop convolution of the kind the course shows
+   (loops over images, channels, filters and output pixels), the rest of the network
+   unchanged;
+4. with ``--grid``: the full default grid with the default executor against Keras run
+   the course's way (``model.fit`` per cell, one process).
+
+Each time is the median over ``--epochs`` epochs after one warm-up epoch (which pays
+for tracing and first allocations). Training only: no per-epoch evaluation. Every
+worker runs one thread per framework; this process sets that up before timing.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from scratch import architectures
+from scratch.layers import Conv2DOp
+
+from . import datasets
+from .frameworks import FRAMEWORKS, check_names, make_trainer, missing
+from .workers import configure_threads
+
+
+class LoopConv2DOp(Conv2DOp):
+    """Conv2D with explicit nested loops, as the course writes it (its maths corrected:
+    the sum runs over input channels, the kernel is not flipped). The reference for the
+    speed-up of the vectorised engine; never used for training."""
+
+    def forward(self, x, training):
+        self._x = xp = self._pad(x)
+        kernel, bias = self.params["kernel"], self.params["bias"]
+        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.strides, self.out_hw
+        n, c = x.shape[:2]
+        out = np.zeros((n, kernel.shape[0], ho, wo), dtype=x.dtype)
+        for img in range(n):
+            for chin in range(c):
+                for fmap in range(kernel.shape[0]):
+                    for h in range(ho):
+                        for w in range(wo):
+                            out[img, fmap, h, w] += np.sum(
+                                xp[img, chin, h * sh:h * sh + kh, w * sw:w * sw + kw] * kernel[fmap, chin])
+        return out + bias[None, :, None, None]
+
+    def backward(self, dout):
+        xp, kernel = self._x, self.params["kernel"]
+        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.strides, self.out_hw
+        n, c = xp.shape[:2]
+        dxp = np.zeros_like(xp)
+        dk = np.zeros_like(kernel)
+        for img in range(n):
+            for chin in range(c):
+                for fmap in range(kernel.shape[0]):
+                    for h in range(ho):
+                        for w in range(wo):
+                            g = dout[img, fmap, h, w]
+                            dxp[img, chin, h * sh:h * sh + kh, w * sw:w * sw + kw] += g * kernel[fmap, chin]
+                            dk[fmap, chin] += g * xp[img, chin, h * sh:h * sh + kh, w * sw:w * sw + kw]
+        self.grads["kernel"][...] = dk
+        self.grads["bias"][...] = dout.sum(axis=(0, 2, 3))
+        hh, ww = self.input_shape[1:]
+        return dxp[:, :, self.pad_h[0]:self.pad_h[0] + hh, self.pad_w[0]:self.pad_w[0] + ww]
+
+
+def _epoch_seconds(trainer, data, batch_size: int, epochs: int) -> float:
+    trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=batch_size, seed=0, evaluate_train=False)
+    times = []
+    for e in range(epochs):
+        start = time.perf_counter()
+        trainer.fit(data.x_train, data.y_train, epochs=1, batch_size=batch_size, seed=e + 1, evaluate_train=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def framework_table(data, frameworks, *, arch="course_cnn", batch_size=100, epochs=3, dtypes=("float32", "float64")):
+    """Rows (framework, dtype, seconds per epoch, ratio to torch of the same dtype)."""
+    layers = architectures.get(arch)
+    rows = []
+    for dtype in dtypes:
+        d = datasets.Dataset(data.name, data.x_train.astype(dtype), data.y_train, data.x_test.astype(dtype),
+                             data.y_test, data.num_classes)
+        for fw in frameworks:
+            trainer = make_trainer(fw, layers, d.input_shape, loss="categorical_crossentropy", optimizer="sgd",
+                                   learning_rate=0.01, l2=1e-4, dtype=dtype, seed=0)
+            rows.append({"framework": fw, "dtype": dtype, "seconds": _epoch_seconds(trainer, d, batch_size, epochs)})
+    for row in rows:
+        ref = [r["seconds"] for r in rows if r["framework"] == "torch" and r["dtype"] == row["dtype"]]
+        row["vs_torch"] = row["seconds"] / ref[0] if ref else float("nan")
+    return rows
+
+
+def loop_table(data, *, batch_size=100, epochs=3):
+    """The vectorised scratch epoch against the same model with the nested-loop Conv2D."""
+    import scratch
+
+    layers = architectures.get("course_cnn")
+    fast = scratch.Trainer(layers, data.input_shape, learning_rate=0.01, l2=1e-4)
+    fast_s = _epoch_seconds(fast, data, batch_size, epochs)
+    slow = scratch.Trainer(layers, data.input_shape, learning_rate=0.01, l2=1e-4)
+    conv = slow.model.ops[0]
+    loop = LoopConv2DOp.__new__(LoopConv2DOp)
+    loop.__dict__.update(conv.__dict__)  # same parameters and geometry, loop arithmetic
+    slow.model.ops[0] = loop
+    start = time.perf_counter()  # one epoch: the loop version is too slow to repeat
+    slow.fit(data.x_train, data.y_train, epochs=1, batch_size=batch_size, seed=0, evaluate_train=False)
+    slow_s = time.perf_counter() - start
+    return {"vectorised": fast_s, "loop": slow_s, "speedup": slow_s / fast_s}
+
+
+def _print_table(title, rows):
+    print(f"\n{title}")
+    print(f"{'framework':<10} {'dtype':<8} {'s/epoch':>9} {'x torch':>8}")
+    for r in rows:
+        print(f"{r['framework']:<10} {r['dtype']:<8} {r['seconds']:9.4f} {r['vs_torch']:8.2f}")
+
+
+def main(args) -> int:
+    configure_threads()
+    frameworks = check_names(args.frameworks) if args.frameworks else FRAMEWORKS
+    frameworks = tuple(f for f in frameworks if not missing(f))
+    digits = datasets.digits()
+    print(f"course_cnn, SGD, batch 100, training epoch only, median of {args.epochs} after a warm-up; "
+          f"{digits.x_train.shape[0]} training samples")
+    _print_table("digits 1x8x8", framework_table(digits, frameworks, epochs=args.epochs))
+    if not args.no_28:
+        synth = datasets.synthetic(n=2000, input_shape=(1, 28, 28), seed=0)
+        _print_table("synthetic 1x28x28 (1600 training samples)",
+                     framework_table(synth, frameworks, epochs=args.epochs))
+    if not args.no_loop:
+        r = loop_table(digits, epochs=args.epochs)
+        print(f"\nscratch float64 epoch {r['vectorised']:.4f} s; nested-loop Conv2D epoch {r['loop']:.2f} s; "
+              f"vectorised is {r['speedup']:.0f}x faster")
+    if args.grid:
+        from .grid import bench_grid
+
+        bench_grid()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import main as cli_main
+
+    sys.exit(cli_main(["bench"] + sys.argv[1:]))

@@ -1,0 +1,7 @@
+"""Shared pytest setup: import torch before anything imports TensorFlow (DESIGN.md section 5)."""
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import torch  # noqa: E402,F401  (torch before TensorFlow: avoids a crash at import)
