@@ -76,7 +76,8 @@ class Op:
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, need_dx: bool = True) -> np.ndarray:
+        """Fill ``self.grads`` and return the input gradient (None allowed when not ``need_dx``)."""
         raise NotImplementedError
 
 
@@ -137,7 +138,7 @@ class Conv2DOp(Op):
         self._cache = (cols, xp.shape)
         return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         cols, padded_shape = self._cache
         kernel = self.params["kernel"]
         o, c, kh, kw = kernel.shape
@@ -145,6 +146,8 @@ class Conv2DOp(Op):
         dmat = dout.transpose(0, 2, 3, 1).reshape(-1, o)
         self.grads["kernel"][...] = (dmat.T @ cols).reshape(kernel.shape)
         self.grads["bias"][...] = dmat.sum(axis=0)
+        if not need_dx:  # first layer of a training step: the data's gradient is not needed
+            return None
         dcols = (dmat @ kernel.reshape(o, -1)).reshape(n, ho, wo, c, kh, kw)
         dxp = np.zeros(padded_shape, dtype=dout.dtype)
         sh, sw = self.strides
@@ -180,10 +183,10 @@ class DenseOp(Op):
         self._x = x
         return x @ self.params["kernel"] + self.params["bias"]
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         self.grads["kernel"][...] = self._x.T @ dout
         self.grads["bias"][...] = dout.sum(axis=0)
-        return dout @ self.params["kernel"].T
+        return dout @ self.params["kernel"].T if need_dx else None
 
 
 # --------------------------------------------------------------------------- pooling
@@ -244,7 +247,7 @@ class MaxPool2DOp(_PoolOp):
         self._cache = (arg, xp.shape)
         return best
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         arg, padded_shape = self._cache
         pw = self.pool_size[1]
         zero = dout.dtype.type(0)
@@ -267,7 +270,7 @@ class AvgPool2DOp(_PoolOp):
         self._padded_shape = xp.shape
         return _windows(xp, self.pool_size, self.strides, self.out_hw).sum(axis=(-2, -1)) / self._counts
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         g = dout / self._counts
         return self._scatter(self._padded_shape, dout.dtype, lambda i, j: g)
 
@@ -285,7 +288,7 @@ class FlattenOp(Op):
     def forward(self, x, training):
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         return dout.reshape((dout.shape[0],) + self.input_shape)
 
 
@@ -308,7 +311,7 @@ class DropoutOp(Op):
         self._mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
         return x * self._mask
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         return dout if self._mask is None else dout * self._mask
 
 
@@ -349,7 +352,7 @@ class ActivationOp(Op):
         self._x, self._y = x, y
         return y
 
-    def backward(self, dout):
+    def backward(self, dout, need_dx=True):
         name, x, y = self.act.name, self._x, self._y
         if name == "identity":
             return dout

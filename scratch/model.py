@@ -199,9 +199,9 @@ class Sequential:
                              f"got {dout.shape} {dout.dtype}")
         return self._backward(dout, self.ops)
 
-    def _backward(self, dout, ops):
-        for op in reversed(ops):
-            dout = op.backward(dout)
+    def _backward(self, dout, ops, need_dx=True):
+        for k in range(len(ops) - 1, -1, -1):
+            dout = ops[k].backward(dout, need_dx or k > 0)
         return dout
 
     # ------------------------------------------------------------------ training
@@ -259,7 +259,7 @@ class Sequential:
     def _loss_and_gradients(self, x, y, training):
         a, _ = self._loss_forward(x, training)
         data_loss, da = self.loss.value_and_grad(a, y)
-        self._backward(da, self.ops[:-1] if self.loss.fused_activation else self.ops)
+        self._backward(da, self.ops[:-1] if self.loss.fused_activation else self.ops, need_dx=False)
         penalty = 0.0
         if self.l2:
             two_l2 = self.dtype.type(2 * self.l2)
