@@ -45,7 +45,7 @@ _KERAS_LOSSES = {
 INITS = ("scratch", "native")
 
 
-def make_optimizer(name: str, learning_rate: float = 0.01, **hyper) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, learning_rate: float = 0.01, *, dtype="float32", **hyper) -> keras.optimizers.Optimizer:
     """A native Keras optimizer from a scratch optimizer name.
 
     ``sgd`` -> ``SGD``, ``momentum`` -> ``SGD(momentum=0.9)``, ``nesterov`` ->
@@ -54,16 +54,28 @@ def make_optimizer(name: str, learning_rate: float = 0.01, **hyper) -> keras.opt
     ``initial_accumulator_value``, ``beta_1``, ``beta_2``, ``nesterov``; None means Keras's
     default). They are validated by ``scratch.optimizers.make(name, learning_rate,
     flavor="keras", **hyper)`` first, so every framework rejects the same values.
+
+    ``dtype``: Keras keeps the learning rate in a ``keras.config.floatx()`` variable, so a
+    float64 model under the default floatx would step with ``float32(lr)`` (``0.01`` becomes
+    ``0.009999999776...``), 1e-8 off the torch and scratch trajectories. The optimizer is
+    therefore built with floatx set to the model's dtype for the duration of the
+    constructor, as a Keras user who writes ``keras.config.set_floatx("float64")`` for a
+    float64 model gets; floatx is restored afterwards.
     """
     if name not in _KERAS_OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
     if "lr_dtype" in hyper:
-        raise ValueError("lr_dtype: Keras always keeps the learning rate in a keras.config.floatx() variable "
-                         "(float32); it cannot be chosen per optimizer")
+        raise ValueError("lr_dtype: Keras keeps the learning rate in a keras.config.floatx() variable; "
+                         "here it follows the model's dtype (the dtype argument)")
     SO.make(name, learning_rate, flavor="keras", **hyper)  # validation only
     cls, preset = _KERAS_OPTIMIZERS[name]
     kwargs = {**preset, **{k: v for k, v in hyper.items() if v is not None}}
-    return cls(learning_rate=float(learning_rate), **kwargs)
+    previous = keras.config.floatx()
+    keras.config.set_floatx(dtype_name(dtype))
+    try:
+        return cls(learning_rate=float(learning_rate), **kwargs)
+    finally:
+        keras.config.set_floatx(previous)
 
 
 class Trainer:
@@ -122,7 +134,7 @@ class Trainer:
         self.layers, self.input_shape, self.dtype, self.l2 = ref.layers, ref.input_shape, dtype, l2
         self.output_shape = ref.output_shape
         self.loss = ref.loss.name
-        self.optimizer = make_optimizer(optimizer, learning_rate, **optimizer_kwargs)
+        self.optimizer = make_optimizer(optimizer, learning_rate, dtype=dtype, **optimizer_kwargs)
         self.model = build(self.layers, self.input_shape, dtype=dtype, l2=l2,
                            seed=None if init == "scratch" else ref.seed)
         if init == "scratch":

@@ -222,6 +222,10 @@ class Sequential:
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not math.isfinite(l2) or l2 < 0:
             raise ValueError(f"l2: expected a finite number >= 0, got {l2!r}")
         if isinstance(optimizer, str):
+            if flavor == "keras":
+                # The suite's Keras trainer keeps its learning rate in the model's dtype
+                # (keras_models.make_optimizer); mirror that unless told otherwise.
+                optimizer_kwargs.setdefault("lr_dtype", self.dtype.name)
             optimizer = O.make(optimizer, learning_rate, flavor=flavor, **optimizer_kwargs)
         elif not isinstance(optimizer, O.Optimizer):
             raise TypeError(f"optimizer: expected a name or a scratch.optimizers.Optimizer, got {optimizer!r}")
