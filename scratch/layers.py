@@ -241,8 +241,7 @@ class MaxPool2DOp(_PoolOp):
         for k in range(1, ph * pw):
             i, j = divmod(k, pw)
             cand = xp[:, :, _strided(i, sh, ho), _strided(j, sw, wo)]
-            better = cand > best
-            arg[better] = k
+            np.putmask(arg, cand > best, k)
             np.maximum(best, cand, out=best)
         self._cache = (arg, xp.shape)
         return best

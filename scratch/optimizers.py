@@ -535,7 +535,7 @@ class Adam(Optimizer):
         w = w + (-step_size) * (m / denom)
 
     The two differ only in where ``eps`` enters: Keras's ``eps`` is the paper's
-    "epsilon hat", equivalent to a torch ``eps`` of ``eps * sqrt(1 - beta_2**t)``.
+    "epsilon hat", equivalent to a torch ``eps`` of ``eps / sqrt(1 - beta_2**t)`` (larger: 32x at step 1 with beta_2 = 0.999).
 
     Parameters
     ----------

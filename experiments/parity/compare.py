@@ -27,9 +27,11 @@ class Result:
     rtol: float
     passed: bool
     problem: str = ""  # "shape" or "dtype" mismatch text; empty when values were compared
+    layer: Optional[int] = None  # spec entry the quantity belongs to, when there is one
+    reference: str = "scratch"  # what "expected" came from
 
     def message(self) -> str:
-        head = f"{self.case}: {self.quantity} ({self.framework} vs scratch)"
+        head = f"{self.case}: {self.quantity} ({self.framework} vs {self.reference})"
         if self.problem:
             return f"{head}: {self.problem}"
         verdict = "ok" if self.passed else "MISMATCH"
@@ -51,11 +53,12 @@ def _to_numpy(a):
 
 
 def compare(expected, actual, *, case: str, quantity: str, framework: str, dtype=None,
-            rtol: Optional[float] = None) -> Result:
+            rtol: Optional[float] = None, reference: str = "scratch") -> Result:
     """Compare ``actual`` (another framework, already in scratch layout) with ``expected`` (scratch).
 
     ``dtype``: the dtype both must have (default: ``expected``'s); ``rtol``: default from
-    :mod:`tolerances` for that dtype and quantity.
+    :mod:`tolerances` for that dtype and quantity; ``reference``: what ``expected`` came
+    from, for the message (the scratch engine unless two frameworks are compared).
     """
     e, a = _to_numpy(expected), _to_numpy(actual)
     want = np.dtype(dtype) if dtype is not None else e.dtype
@@ -63,12 +66,13 @@ def compare(expected, actual, *, case: str, quantity: str, framework: str, dtype
     nan = float("nan")
     if e.shape != a.shape:
         return Result(case, quantity, framework, nan, nan, None, bound, False,
-                      f"shape mismatch: scratch {e.shape}, {framework} {a.shape}")
+                      f"shape mismatch: {reference} {e.shape}, {framework} {a.shape}", reference=reference)
     if e.dtype != want or a.dtype != want:
         return Result(case, quantity, framework, nan, nan, None, bound, False,
-                      f"dtype mismatch: expected {want}, scratch {e.dtype}, {framework} {a.dtype}")
+                      f"dtype mismatch: expected {want}, {reference} {e.dtype}, {framework} {a.dtype}",
+                      reference=reference)
     if e.size == 0:
-        return Result(case, quantity, framework, 0.0, 0.0, None, bound, True)
+        return Result(case, quantity, framework, 0.0, 0.0, None, bound, True, reference=reference)
     e64, a64 = e.astype(np.float64), a.astype(np.float64)
     finite = np.isfinite(e64) & np.isfinite(a64)
     same_nonfinite = (e64 == a64) | (np.isnan(e64) & np.isnan(a64))
@@ -79,7 +83,7 @@ def compare(expected, actual, *, case: str, quantity: str, framework: str, dtype
     worst = np.unravel_index(int(np.argmax(rel)), rel.shape)
     max_rel = float(rel[worst])
     return Result(case, quantity, framework, float(diff.max()), max_rel, tuple(int(i) for i in worst), bound,
-                  bool(max_rel <= bound))
+                  bool(max_rel <= bound), reference=reference)
 
 
 def assert_same(expected, actual, **kwargs) -> Result:

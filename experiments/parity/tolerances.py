@@ -11,13 +11,25 @@ Anchors these were set against:
 * ``torch.testing.assert_close`` defaults: float64 rtol 1e-7 / atol 1e-7; float32
   rtol 1.3e-6 / atol 1e-5.
 * numpy-ml's layer tests accept 3 decimals.
-* float64 here: 1e-10, far tighter than either (DESIGN.md section 5). Measured worst
-  over the whole matrix: see README "Parity"; optimizer trajectories use 1e-9 (issue 4)
-  because 25 steps compound rounding.
-* float32: the frameworks sum in other orders (oneDNN, Eigen and OpenBLAS block
-  differently), so one rounding of 6e-8 per term over sums of a few hundred terms
-  gives a few 1e-6; 1e-4 leaves room for the softmax and loss on top and is still
-  three orders of magnitude below any of the real bugs the breakage tests plant.
+* float64 here: 1e-10, far tighter than either (DESIGN.md section 5). Optimizer
+  trajectories use 1e-9 (issue 4) because 25 steps compound rounding.
+* float32 here: 1e-3, set from measurement (below): the frameworks sum in other orders
+  than NumPy's BLAS (oneDNN, Eigen and OpenBLAS block differently), and a gradient that is a
+  sum of a few hundred products which cancel (a conv kernel gradient sums over batch x
+  output pixels) keeps an absolute error of about n * 6e-8 * |term| while the entry itself
+  is small. 1e-3 is still 60x below the smallest error of a planted bug in ``breakages.py``
+  (6e-2: L2 applied to biases; the others are 0.9 to 1e3 relative).
+
+Measured worst errors (``experiments/parity/runner.py``: layer matrix, losses, the three
+registered architectures with L2, layer by layer; data drawn with four different seeds;
+this machine, numpy OpenBLAS, torch 2.13 CPU, TensorFlow 2.21 with oneDNN):
+
+* float64: 3.8e-13 (lenet layer 0 input gradient, Keras); trajectories after 25 steps:
+  2.3e-13 (momentum, torch). The float64 bound is 260x above it.
+* float32: 2.2e-4 (a Conv2D+sigmoid bias gradient, batch 7, torch; model cases: 1.8e-4, the
+  course_cnn conv kernel gradient). The float32 bound is 4.6x above it. torch and Keras
+  against each other (no scratch) differ by up to 7e-5 on the float32 layer matrix: the
+  same size, so this is summation order, not a bug on either side.
 """
 from __future__ import annotations
 
@@ -27,7 +39,7 @@ import numpy as np
 FLOOR = 1e-3
 
 #: Per-dtype bound on the floored relative error of forward outputs and gradients.
-RTOL = {"float64": 1e-10, "float32": 1e-4}
+RTOL = {"float64": 1e-10, "float32": 1e-3}
 
 #: Bound on every parameter after each of 25 optimizer steps (float64, issue 4).
 TRAJECTORY_RTOL = {"float64": 1e-9, "float32": 1e-3}
