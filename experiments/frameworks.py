@@ -42,7 +42,7 @@ def import_framework(framework: str):
         import scratch
 
         return scratch
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if framework == "keras":
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
         if importlib.util.find_spec("torch") is not None:

@@ -39,7 +39,7 @@ def configure_threads(frameworks=("scratch", "keras", "torch")) -> None:
             pass
         torch.set_flush_denormal(True)
     if "keras" in frameworks and importlib.util.find_spec("tensorflow") is not None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         import tensorflow as tf
 
         try:

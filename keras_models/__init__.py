@@ -99,6 +99,7 @@ This package imports keras, NumPy and scratch only; never torch or torch_models.
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ start-up logs
 
 from .builder import ExactL2, ExactLeakyReLU, build, input_shape_of, l2_of, spec_of  # noqa: E402
 from .transfer import forward, from_scratch, to_scratch  # noqa: E402
