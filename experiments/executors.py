@@ -1,0 +1,273 @@
+"""Where grid cells run: in this process, in local worker processes, or on Dask.
+
+Every executor takes a picklable function and a list of tasks and yields
+``(task, result)`` pairs as the cells finish, in completion order; the caller (the
+run's parent process) writes each result at once. Workers run one thread per framework
+(:func:`experiments.workers.configure_threads`), so a cell gives the same numbers in
+every executor and with any worker count.
+
+* ``serial``: one cell after the other in this process.
+* ``process``: a ``ProcessPoolExecutor`` of ``workers`` processes started with
+  ``spawn`` (TensorFlow and PyTorch are not fork-safe). Workers ignore SIGINT: Ctrl-C is
+  the parent's business (it cancels what is pending and stops the workers).
+* ``dask``: a ``distributed.Client`` on ``scheduler`` (``tcp://HOST:PORT``), or on a
+  ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)`` started for
+  the run when no address is given.
+
+A worker that dies (killed, out of memory) raises :class:`WorkerLost` after every result
+that did arrive has been yielded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+
+class WorkerLost(RuntimeError):
+    """A worker process died while cells were in flight; their results are lost."""
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_thread_environment() -> None:
+    """Set the thread variables to 1 in this process's environment, imported nothing:
+    worker processes started from here inherit them before their first import."""
+    for var in _THREAD_VARS:
+        os.environ[var] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def limit_threads(frameworks) -> None:
+    """One thread per framework in this process, for ``frameworks`` (idempotent).
+
+    :func:`experiments.workers.configure_threads` does the work once per process; a
+    later call for another framework (a serial run of torch after one of scratch, a
+    Dask worker reused by another run) applies that framework's limit here.
+    """
+    import importlib.util
+    import sys
+
+    from .workers import configure_threads
+
+    configure_threads(frameworks)
+    if "torch" in frameworks and importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        torch.set_flush_denormal(True)
+    if "keras" in frameworks and "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except (RuntimeError, AttributeError):  # TensorFlow already initialised its pools
+            try:
+                threads = tf.config.threading.get_intra_op_parallelism_threads()
+            except AttributeError:
+                threads = 1
+            if threads != 1:
+                import warnings
+
+                warnings.warn("TensorFlow was initialised in this process before the grid could limit it to "
+                              "one thread; Keras cells run here may differ in the last bits from the same cells "
+                              "on the process or dask executors", RuntimeWarning, stacklevel=2)
+    elif "keras" in frameworks and importlib.util.find_spec("tensorflow") is not None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        if importlib.util.find_spec("torch") is not None:
+            import torch  # noqa: F401  torch before TensorFlow (DESIGN.md section 5)
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass
+
+
+def _init_worker(frameworks):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    one_thread_environment()
+    limit_threads(frameworks)
+
+
+class _sigint_ignored:
+    """Ignore SIGINT while processes are started (they inherit it); a no-op off the main thread."""
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+class SerialExecutor:
+    name = "serial"
+
+    def __init__(self, frameworks, workers=1, scheduler=None):
+        self.frameworks = tuple(frameworks)
+
+    def __enter__(self):
+        limit_threads(self.frameworks)
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def describe(self) -> str:
+        return "serial (this process)"
+
+    def run(self, fn, tasks):
+        for task in tasks:
+            yield task, fn(task)
+
+
+class ProcessExecutor:
+    name = "process"
+
+    def __init__(self, frameworks, workers, scheduler=None):
+        self.frameworks = tuple(frameworks)
+        self.workers = int(workers)
+        self.pool = None
+
+    def __enter__(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        one_thread_environment()  # inherited by the workers before their first import
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_worker, initargs=(self.frameworks,))
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.pool is None:
+            return False
+        # Finished: the workers are idle. Interrupted or failed: drop pending cells. Either
+        # way stop the workers now rather than wait for TensorFlow's slow interpreter exit.
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in processes:
+            proc.join(5)
+        self.pool = None
+        return False
+
+    def describe(self) -> str:
+        return f"process ({self.workers} worker processes)"
+
+    def run(self, fn, tasks):
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        with _sigint_ignored():  # workers start on submit; they inherit the ignored SIGINT
+            futures = {self.pool.submit(fn, t): t for t in tasks}
+        order = {f: i for i, f in enumerate(futures)}
+        pending = set(futures)
+        lost = None
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in sorted(done, key=order.get):
+                try:
+                    result = f.result()
+                except BrokenProcessPool as e:
+                    lost = e
+                    continue
+                yield futures[f], result
+            if lost is not None:
+                # Results that arrived before the pool broke are already done; yield them.
+                for f in sorted([f for f in pending if f.done() and not f.cancelled() and f.exception() is None],
+                                key=order.get):
+                    yield futures[f], f.result()
+                raise WorkerLost(f"a worker process died ({lost}); the cells it was running are lost")
+
+
+class DaskExecutor:
+    name = "dask"
+
+    def __init__(self, frameworks, workers, scheduler=None):
+        self.frameworks = tuple(frameworks)
+        self.workers = int(workers)
+        self.scheduler = scheduler
+        self.client = None
+        self.cluster = None
+
+    def __enter__(self):
+        from distributed import Client, LocalCluster
+
+        one_thread_environment()  # the local workers inherit it
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout="10s", set_as_default=False)
+        else:
+            # The workers inherit an ignored SIGINT: Ctrl-C is the parent's business (it
+            # closes the cluster), not a traceback from every worker.
+            with _sigint_ignored():
+                self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                            dashboard_address=":0", silence_logs=logging.ERROR)
+            self.client = Client(self.cluster, set_as_default=False)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if self.client is not None:
+                self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+        self.client = self.cluster = None
+        return False
+
+    def describe(self) -> str:
+        if self.scheduler:
+            n = len(self.client.scheduler_info().get("workers", {}))
+            return f"dask (scheduler {self.scheduler}, {n} workers)"
+        return f"dask (LocalCluster, {self.workers} worker processes, 1 thread each)"
+
+    def run(self, fn, tasks):
+        from distributed import as_completed
+
+        frameworks = self.frameworks
+        futures = {}
+        for i, t in enumerate(tasks):
+            f = self.client.submit(_dask_cell, fn, frameworks, t, pure=False, retries=0, priority=-i)
+            futures[f] = t
+        try:
+            for f in as_completed(list(futures), loop=self.client.loop):
+                try:
+                    result = f.result()
+                except Exception as e:  # noqa: BLE001  a worker that died: KilledWorker, CommClosedError
+                    if type(e).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError"):
+                        raise WorkerLost(f"a Dask worker died ({type(e).__name__}: {e}); "
+                                         "the cells it was running are lost") from None
+                    raise
+                yield futures[f], result
+        finally:
+            pending = [f for f in futures if not f.done()]
+            if pending:
+                self.client.cancel(pending)
+
+
+def _dask_cell(fn, frameworks, task):
+    one_thread_environment()
+    limit_threads(frameworks)
+    return fn(task)
+
+
+EXECUTORS = {"serial": SerialExecutor, "process": ProcessExecutor, "dask": DaskExecutor}
+
+
+def make_executor(name, frameworks, workers=None, scheduler=None):
+    """The executor ``name`` (serial, process or dask), not yet started (use ``with``)."""
+    if name not in EXECUTORS:
+        raise ValueError(f"--executor: unknown {name!r}; allowed: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](frameworks, workers or os.cpu_count() or 1, scheduler)

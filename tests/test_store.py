@@ -1,0 +1,140 @@
+"""The run folder's files: exact round trips, atomic writes, one row per cell, readers."""
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import store as S
+from experiments.config import DEFAULT_GRID, GridConfig, identity_changes
+
+ETAS = (1e-05, 9.999999999999999e-06, 0.1 + 0.2, 1 / 3, 10.0)
+
+
+def cell(fw="scratch", eta=0.1, lmbda=1e-4, seed=0, status="ok", **kw):
+    row = dict(framework=fw, eta=eta, lmbda=lmbda, seed=seed, epochs=2, train_loss=0.5, train_accuracy=0.75,
+               test_loss=0.625, test_accuracy=0.7, status=status, diverged_epoch=None, seconds=1.25, error=None)
+    row.update(kw)
+    return row
+
+
+def curves(row, n=2):
+    return [dict(framework=row["framework"], eta=row["eta"], lmbda=row["lmbda"], seed=row["seed"], epoch=e + 1,
+                 loss=1.0 / (e + 1), train_loss=0.5, train_accuracy=0.5, test_loss=0.5, test_accuracy=0.5)
+            for e in range(n)]
+
+
+def test_floats_round_trip_exactly(tmp_path):
+    st = S.RunStore(tmp_path)
+    for i, eta in enumerate(ETAS):
+        row = cell(eta=eta, lmbda=eta / 7, train_loss=math.pi * eta)
+        st.add(row, curves(row))
+    again = S.RunStore(tmp_path)
+    assert list(again.cells) == [("scratch", eta, eta / 7, 0) for eta in ETAS]
+    df = S.read_cells(tmp_path)
+    assert df.eta.tolist() == list(ETAS) and df.lmbda.tolist() == [e / 7 for e in ETAS]
+    assert df.train_loss.tolist() == [math.pi * e for e in ETAS]
+    assert list(df.columns) == list(S.CELL_COLUMNS)
+    cv = S.read_curves(tmp_path)
+    assert list(cv.columns) == list(S.CURVE_COLUMNS) and len(cv) == 2 * len(ETAS)
+    assert sorted(set(cv.eta)) == sorted(ETAS)
+
+
+def test_reader_dtypes_nan_and_empty_fields(tmp_path):
+    st = S.RunStore(tmp_path)
+    st.add(cell(eta=10.0, status="diverged", diverged_epoch=3, epochs=3, train_loss=float("nan"),
+                test_loss=float("inf")))
+    st.add(cell(eta=1.0, status="failed", epochs=0, train_loss=None, train_accuracy=None, test_loss=None,
+                test_accuracy=None, error="ValueError: bad, very bad"))
+    st.add(cell(eta=0.1))
+    df = S.read_cells(tmp_path).set_index("eta")
+    assert str(df.seed.dtype) == "Int64" and str(df.diverged_epoch.dtype) == "Int64"
+    assert df.loc[10.0, "diverged_epoch"] == 3 and pd.isna(df.loc[0.1, "diverged_epoch"])
+    assert math.isnan(df.loc[10.0, "train_loss"]) and df.loc[10.0, "test_loss"] == math.inf
+    assert math.isnan(df.loc[1.0, "train_accuracy"])
+    assert df.loc[1.0, "error"] == "ValueError: bad, very bad" and df.loc[0.1, "error"] == ""
+    assert df.framework.tolist() == ["scratch"] * 3 and df.status.tolist() == ["diverged", "failed", "ok"]
+    assert st.done() == {("scratch", 10.0, 1e-4, 0), ("scratch", 0.1, 1e-4, 0)}
+
+
+def test_one_row_per_cell_a_failed_cell_is_replaced(tmp_path):
+    st = S.RunStore(tmp_path)
+    st.add(cell(eta=0.1))
+    failed = cell(eta=0.5, status="failed", error="RuntimeError: x")
+    st.add(failed, curves(failed, 1))
+    st.add(cell(eta=1.0))
+    redo = cell(eta=0.5)
+    st.add(redo, curves(redo, 2))
+    df = S.read_cells(tmp_path)
+    assert df.eta.tolist() == [0.1, 0.5, 1.0] and df.status.tolist() == ["ok"] * 3
+    cv = S.read_curves(tmp_path)
+    assert cv[cv.eta == 0.5].epoch.tolist() == [1, 2]
+
+
+def test_curves_of_unrecorded_cells_are_dropped_on_reopen(tmp_path):
+    st = S.RunStore(tmp_path)
+    kept = cell(eta=0.1)
+    st.add(kept, curves(kept))
+    # A kill between writing curves.csv and cells.csv leaves curves of a cell not in cells.csv.
+    orphan = cell(eta=0.2)
+    st.curves[S.cell_key(orphan)] = curves(orphan)
+    S.atomic_write(st.curves_path, st._curves_text())
+    assert len(S.read_curves(tmp_path)) == 4
+    S.RunStore(tmp_path)
+    cv = S.read_curves(tmp_path)
+    assert cv.eta.tolist() == [0.1, 0.1]
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "f.csv"
+    S.atomic_write(path, "old\n")
+
+    def broken(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        S.atomic_write(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["f.csv"]  # no temporary file left behind
+
+
+def test_readers_of_an_empty_run(tmp_path):
+    cells, cv = S.read_cells(tmp_path), S.read_curves(tmp_path)
+    assert cells.empty and list(cells.columns) == list(S.CELL_COLUMNS)
+    assert cv.empty and list(cv.columns) == list(S.CURVE_COLUMNS)
+
+
+def test_manifest_round_trip(tmp_path):
+    st = S.RunStore(tmp_path)
+    assert st.read_manifest() is None
+    st.write_manifest({"run": "x", "config": {"etas": [1e-05]}, "finished": None})
+    assert S.read_manifest(tmp_path) == {"run": "x", "config": {"etas": [1e-05]}, "finished": None}
+    assert json.loads((tmp_path / "manifest.json").read_text())["run"] == "x"
+    v = S.versions()
+    assert v["python"] and v["numpy"] == np.__version__
+    assert set(S.machine()) >= {"platform", "processor", "cpu_count", "hostname"}
+
+
+def test_bad_header_is_an_error(tmp_path):
+    (tmp_path / "cells.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="unexpected columns"):
+        S.RunStore(tmp_path)
+
+
+def test_config_identity_and_defaults():
+    c = GridConfig()
+    assert c.etas == c.lmbdas == DEFAULT_GRID == (1e-05, 1e-04, 1e-03, 1e-02, 0.1, 1.0, 10.0)
+    assert (c.arch, c.dataset, c.frameworks, c.epochs, c.batch_size, c.optimizer, c.executor, c.out) == (
+        "course_cnn", "digits", ("scratch", "keras", "torch"), 100, 100, "sgd", "process", "results")
+    assert c.run_name == "course_cnn-digits"
+    # The executor, workers, scheduler and output folder do not change the numbers.
+    same = c.merged({"executor": "dask", "workers": 7, "scheduler": "tcp://x:1", "out": "elsewhere"})
+    assert same.identity_hash() == c.identity_hash()
+    other = c.merged({"epochs": 5, "etas": "0.1,1"})
+    assert other.etas == (0.1, 1.0)
+    assert identity_changes(c.identity(), other.identity()) == [
+        "epochs: 100 -> 5", "etas: [1e-05, 0.0001, 0.001, 0.01, 0.1, 1.0, 10.0] -> [0.1, 1.0]"]
+    assert other.identity_hash() != c.identity_hash()
