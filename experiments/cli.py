@@ -15,6 +15,15 @@ class UsageError(ValueError):
     """A bad option value; printed as one line, exit status 2."""
 
 
+def one_line_errors(parser):
+    """argparse errors as one line ``xfw: error: ...`` (no usage block), exit status 2."""
+    def error(message):
+        parser.exit(2, f"xfw: error: {message}\n")
+
+    parser.error = error
+    return parser
+
+
 def positive_float(name):
     def parse(text):
         try:

@@ -12,17 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
-from .cli import UsageError, positive_int
+from .cli import UsageError, one_line_errors, positive_int
 from .config import DEFAULT_GRID, EXECUTORS, FRAMEWORKS, GridConfig
-
-
-def _one_line_errors(parser):
-    """argparse errors as one line ``xfw: error: ...`` (no usage block), exit status 2."""
-    def error(message):
-        parser.exit(2, f"xfw: error: {message}\n")
-
-    parser.error = error
-    return parser
 
 
 def register(sub) -> None:
@@ -32,7 +23,7 @@ def register(sub) -> None:
     from . import datasets
 
     grid_default = ", ".join(f"{v:g}" for v in DEFAULT_GRID)
-    p = _one_line_errors(sub.add_parser(
+    p = one_line_errors(sub.add_parser(
         "grid", help="eta x lambda grid search in every framework, resumable",
         description="Train a fresh model for every (framework, eta, lambda, seed) and record the results in "
                     "OUT/RUN/ (manifest.json, cells.csv, curves.csv, heatmaps, report.md). Rerunning the same "
@@ -68,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grid)
 
-    p = _one_line_errors(sub.add_parser("heatmap", help="draw the heatmaps and the report of a grid run"))
+    p = one_line_errors(sub.add_parser("heatmap", help="draw the heatmaps and the report of a grid run"))
     p.add_argument("run", metavar="RUN", help="a run folder, or a run name under --out")
     p.add_argument("--out", metavar="DIR", default="results", help="results folder (default results/)")
     p.set_defaults(func=cmd_heatmap)

@@ -64,26 +64,18 @@ import math
 import os
 import sys
 
-from .cli import UsageError
+from .cli import UsageError, one_line_errors
 
 FORMATS = ("table", "json", "markdown")
 EXTENSIONS = {"table": "txt", "json": "json", "markdown": "md"}
 SCHEMA = 1
 
 
-def _one_line_errors(parser):
-    def error(message):
-        parser.exit(2, f"xfw: error: {message}\n")
-
-    parser.error = error
-    return parser
-
-
 def register(sub) -> None:
     from experiments.parity import cases, runner
     from scratch import architectures
 
-    p = _one_line_errors(sub.add_parser(
+    p = one_line_errors(sub.add_parser(
         "parity", help="scratch against Keras and PyTorch: outputs, gradients, losses, optimizer steps",
         description="Run the parity matrix outside pytest, print the table, write it under results/parity/ "
                     "and exit 1 if any comparison fails."))

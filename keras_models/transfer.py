@@ -7,7 +7,6 @@ assigned, so a failed transfer leaves the Keras model untouched.
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -15,7 +14,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scratch import spec as S  # noqa: E402
-from scratch.model import Sequential as _ScratchSequential  # noqa: E402
+from scratch.data import check_input as scratch_check_input  # noqa: E402
 
 from .builder import dtype_name, entry_shapes, input_shape_of, spec_of  # noqa: E402
 
@@ -166,8 +165,7 @@ def model_dtype(model) -> str:
 def check_input(x, input_shape: tuple, dtype, name: str = "x") -> np.ndarray:
     """Check canonical NCHW (or (N, F)) data exactly as the scratch engine does: rank, shape
     (with a hint when the data look channels-last), dtype, non-empty, finite."""
-    return _ScratchSequential.check_input(SimpleNamespace(input_shape=tuple(input_shape), dtype=np.dtype(dtype)),
-                                          x, name)
+    return scratch_check_input(x, input_shape, dtype, name)
 
 
 def to_native(x: np.ndarray) -> np.ndarray:

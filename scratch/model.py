@@ -19,7 +19,7 @@ import numpy as np
 
 from . import losses as L
 from . import spec as S
-from .data import accuracy, as_targets, epoch_batches
+from .data import accuracy, as_targets, check_input, check_input_shape, epoch_batches
 from .layers import ActivationOp, make_ops
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -58,13 +58,7 @@ class Sequential:
         self.layers = S.validate(layers)
         self.dtype = _check_dtype(dtype)
         self.seed = _check_seed(seed)
-        try:
-            shape = tuple(int(d) for d in input_shape)
-        except TypeError:
-            raise ValueError(f"input_shape: expected a tuple such as (1, 8, 8), got {input_shape!r}") from None
-        if not shape or any(d <= 0 for d in shape) or len(shape) not in (1, 3):
-            raise ValueError(f"input_shape: expected (C, H, W) or (F,) of positive sizes, got {input_shape!r}")
-        self.input_shape = shape
+        self.input_shape = shape = check_input_shape(input_shape)
         self._dropout_rng = np.random.default_rng([self.seed, 1])
         self.ops = []
         for i, layer in enumerate(self.layers):
@@ -143,28 +137,8 @@ class Sequential:
 
     # ------------------------------------------------------------------ checks
     def check_input(self, x, name: str = "x") -> np.ndarray:
-        """``x`` as an array, after checking rank, shape, dtype and finiteness."""
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
-        expected = ("N",) + self.input_shape
-        if x.ndim != len(expected):
-            raise ValueError(
-                f"{name}: expected rank {len(expected)} input of shape {expected} (NCHW), got shape {x.shape}"
-            )
-        if x.shape[1:] != self.input_shape:
-            what = "channels" if len(self.input_shape) == 3 and x.shape[1] != self.input_shape[0] else "shape"
-            hint = ""
-            if len(self.input_shape) == 3 and x.shape[-1] == self.input_shape[0] and x.shape[1:3] == self.input_shape[1:]:
-                hint = "; the data looks channels-last (NHWC): transpose it with x.transpose(0, 3, 1, 2)"
-            raise ValueError(f"{name}: {what} mismatch, expected {expected}, got {x.shape}{hint}")
-        if x.dtype != self.dtype:
-            raise TypeError(f"{name}: dtype {x.dtype} does not match the model's {self.dtype}; "
-                            f"cast it with x.astype(np.{self.dtype.name})")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: the batch is empty")
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{name}: contains NaN or inf")
-        return x
+        """``x`` as an array, after checking rank, shape, dtype and finiteness (:func:`scratch.data.check_input`)."""
+        return check_input(x, self.input_shape, self.dtype, name)
 
     # ------------------------------------------------------------------ passes
     def _run(self, x, training, ops):

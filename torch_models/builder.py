@@ -63,6 +63,7 @@ from torch import nn
 
 from scratch import spec as S
 from scratch.layers import ShapeError, conv_output_size
+from scratch.data import check_input_shape
 
 __all__ = ["AvgPool2dSame", "Entry", "as_torch_dtype", "build", "entries", "forward_layers", "spec_of"]
 
@@ -89,17 +90,6 @@ def as_torch_dtype(dtype) -> torch.dtype:
 def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     """The NumPy dtype of a supported torch dtype."""
     return _DTYPES[as_torch_dtype(dtype)]
-
-
-def check_input_shape(input_shape) -> tuple:
-    """``input_shape`` as a tuple of ints, ``(C, H, W)`` or ``(F,)`` (without the batch axis)."""
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except TypeError:
-        raise ValueError(f"input_shape: expected a tuple such as (1, 8, 8), got {input_shape!r}") from None
-    if not shape or any(d <= 0 for d in shape) or len(shape) not in (1, 3):
-        raise ValueError(f"input_shape: expected (C, H, W) or (F,) of positive sizes, got {input_shape!r}")
-    return shape
 
 
 def _same_pads(hw, kernel, strides, padding):

@@ -62,10 +62,10 @@ from torch import nn
 import scratch
 from scratch import losses as L
 from scratch import spec as S
-from scratch.data import accuracy, as_targets
+from scratch.data import accuracy, as_targets, check_input, check_input_shape
 from scratch.model import run_epochs
 
-from .builder import _build, as_torch_dtype, check_input_shape, numpy_dtype
+from .builder import _build, as_torch_dtype, numpy_dtype
 from .transfer import from_scratch, to_scratch
 
 __all__ = ["OPTIMIZERS", "Trainer", "configure_worker_threads", "make_optimizer"]
@@ -206,27 +206,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checks
     def check_input(self, x, name: str = "x") -> np.ndarray:
-        """``x`` after checking type, rank, shape, dtype and finiteness (as scratch does)."""
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
-        expected = ("N",) + self.input_shape
-        if x.ndim != len(expected):
-            raise ValueError(f"{name}: expected rank {len(expected)} input of shape {expected} (NCHW), "
-                             f"got shape {x.shape}")
-        if x.shape[1:] != self.input_shape:
-            hint = ""
-            if len(self.input_shape) == 3 and x.shape[-1] == self.input_shape[0] \
-                    and x.shape[1:3] == self.input_shape[1:]:
-                hint = "; the data looks channels-last (NHWC): transpose it with x.transpose(0, 3, 1, 2)"
-            raise ValueError(f"{name}: shape mismatch, expected {expected}, got {x.shape}{hint}")
-        if x.dtype != self.np_dtype:
-            raise TypeError(f"{name}: dtype {x.dtype} does not match the trainer's {self.np_dtype}; "
-                            f"cast it with x.astype(np.{self.np_dtype.name})")
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: the batch is empty")
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{name}: contains NaN or inf")
-        return x
+        """``x`` after checking type, rank, shape, dtype and finiteness, as scratch does."""
+        return check_input(x, self.input_shape, self.np_dtype, name, owner="trainer")
 
     def _tensors(self, x, y, name="x"):
         x = self.check_input(x, name)
