@@ -109,6 +109,14 @@ class Conv2DOp(Op):
             )
         self.kernel_size, self.strides, self.out_hw = (kh, kw), (sh, sw), (ho, wo)
         self.output_shape = (layer.filters, ho, wo)
+        # im2col as one gather: flat indices into a padded sample (C*Hp*Wp), shape
+        # (Ho*Wo, C*kh*kw), so that np.take builds the GEMM-ready (N, Ho*Wo, C*kh*kw)
+        # columns directly, contiguous, with no 6-D transposed copy.
+        hp, wp = h + sum(self.pad_h), w + sum(self.pad_w)
+        ci, ki, kj = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+        oi, oj = np.meshgrid(np.arange(ho) * sh, np.arange(wo) * sw, indexing="ij")
+        self._im2col = ((ci.reshape(1, -1) * hp + ki.reshape(1, -1) + oi.reshape(-1, 1)) * wp
+                        + kj.reshape(1, -1) + oj.reshape(-1, 1)).astype(np.intp)
         self.params = {
             "kernel": np.zeros((layer.filters, c, kh, kw), dtype=dtype),
             "bias": np.zeros((layer.filters,), dtype=dtype),
@@ -130,9 +138,8 @@ class Conv2DOp(Op):
         xp = self._pad(x)
         ho, wo = self.out_hw
         o = self.params["kernel"].shape[0]
-        # (N, C, Ho, Wo, kh, kw) view -> (N*Ho*Wo, C*kh*kw) columns: one copy, one GEMM.
-        cols = _windows(xp, self.kernel_size, self.strides, self.out_hw)
-        cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
+        # (N*Ho*Wo, C*kh*kw) columns from one gather, then one GEMM.
+        cols = np.take(xp.reshape(n, -1), self._im2col, axis=1).reshape(n * ho * wo, -1)
         out = cols @ self.params["kernel"].reshape(o, -1).T
         out += self.params["bias"]
         self._cache = (cols, xp.shape)
