@@ -24,52 +24,37 @@ def one_line_errors(parser):
     return parser
 
 
-def positive_float(name):
+def _number(kind, minimum: float, strict: bool):
+    """An argparse type: a ``kind`` (int or float) above ``minimum`` (``strict``) or at least it."""
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    noun = "a finite number" if kind is float else "an integer"
+
     def parse(text):
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a number' if kind is float else 'an integer'}") from None
+        if (kind is float and not math.isfinite(value)) or (value <= minimum if strict else value < minimum):
+            raise argparse.ArgumentTypeError(f"{text} must be {noun} {bound}")
         return value
     return parse
+
+
+# ``name`` is kept in the signatures for readability at the call sites; argparse names the option.
+def positive_float(name):
+    return _number(float, 0, strict=True)
 
 
 def non_negative_float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < 0:
-            raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-        return value
-    return parse
+    return _number(float, 0, strict=False)
 
 
 def positive_int(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
-        return value
-    return parse
+    return _number(int, 0, strict=True)
 
 
 def non_negative_int(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text} must be an integer >= 0")
-        return value
-    return parse
+    return _number(int, 0, strict=False)
 
 
 def _add_model_options(p, *, grid: bool):
