@@ -291,22 +291,15 @@ def run_grid(config: GridConfig, *, progress: bool = True, figures: bool = True,
                                           f"seed={task.seed}: {row['error']}")
                     if on_cell_done is not None:
                         on_cell_done(row)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WorkerLost) as e:
+        # Everything that finished is already on disk; record the stop and say how to resume.
         _close(bar)
         summary.seconds, summary.status = time.perf_counter() - start, "interrupted"
         finish("interrupted")
         _after(config, store, figures, echo)
-        raise GridInterrupted(
-            f"interrupted; {len(store.done())} of {len(tasks)} cells are done and kept in {config.run_dir}; "
-            "run the same command again to resume") from None
-    except WorkerLost as e:
-        _close(bar)
-        summary.seconds, summary.status = time.perf_counter() - start, "interrupted"
-        finish("interrupted")
-        _after(config, store, figures, echo)
-        raise GridAborted(
-            f"{e}; {len(store.done())} of {len(tasks)} cells are done and kept in {config.run_dir}; "
-            "run the same command again to resume") from None
+        stop, what = (GridInterrupted, "interrupted") if isinstance(e, KeyboardInterrupt) else (GridAborted, str(e))
+        raise stop(f"{what}; {len(store.done())} of {len(tasks)} cells are done and kept in {config.run_dir}; "
+                   "run the same command again to resume") from None
     except BaseException:
         _close(bar)
         finish("interrupted")

@@ -83,8 +83,12 @@ def test_the_course_keras_model_moves_to_torch_and_scratch():
 def test_mismatched_models_are_refused_by_name():
     km = keras_models.build(architectures.get("course_cnn"), (1, 8, 8))
     other = torch_models.build(architectures.get("course_ffnn"), (1, 8, 8))
-    with pytest.raises((ValueError, KeyError), match="layer|key"):
+    before = torch_models.to_scratch(other)
+    with pytest.raises(KeyError, match=r"missing keys \['1.kernel', '1.bias', '2.kernel', '2.bias'\].*"
+                                       r"'0.kernel': layer 0 is a Flatten, which has no such parameter"):
         keras_to_torch(km, other)
+    after = torch_models.to_scratch(other)
+    assert all(np.array_equal(before[k], after[k]) for k in before), "half copied"
 
 
 def test_twenty_sgd_steps_with_l2_give_the_same_weights_in_all_three():
