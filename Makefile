@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(VENV)/bin/xfw grid --config experiments/configs/course.toml
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -1,8 +1,14 @@
-"""Experiment drivers: datasets, configs, grid searches and the ``xfw`` command line."""
+"""Experiment drivers around the three engines: data, grid searches, parity, checks, CLI.
 
-import os as _os
+Rooms (each a module or package of one job):
 
-# TensorFlow's C++ start-up logs (oneDNN notice, failed CUDA probe on CPU machines) would
-# bury the output of every command; 3 keeps them quiet. Set the variable to override.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
+* :mod:`experiments.errors`   the usage error (a leaf)
+* :mod:`experiments.runtime`  framework names, lazy framework imports, thread limits
+* :mod:`experiments.files`    the one atomic write
+* :mod:`experiments.datasets` digits, MNIST from local files, synthetic data
+* :mod:`experiments.transfer` Keras <-> torch weights, through the scratch layout
+* :mod:`experiments.grid`     eta x lambda grid runs: config, cells, executors, store, tables, figures, report
+* :mod:`experiments.parity`   the parity matrix of the scratch engine against Keras and torch
+* :mod:`experiments.bench`    speed, measured side by side in one run
+* :mod:`experiments.cli`      the ``xfw`` command line (nothing below it imports it)
+"""

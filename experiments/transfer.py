@@ -1,13 +1,13 @@
 """One-call weight transfer between Keras and PyTorch, through the scratch layout.
 
-``keras_models`` and ``torch_models`` never import each other (DESIGN.md section 1), so
+``keras_models`` and ``torch_models`` never import each other (docs/DESIGN.md, "Layering"), so
 the two directions live here: each reads the source model's spec and weights in the
 canonical scratch layout, builds (or fills) the target, and checks everything before
 copying (the checks are the target package's ``from_scratch``).
 """
 from __future__ import annotations
 
-from .frameworks import import_framework
+from .runtime import import_framework
 
 
 def keras_to_torch(keras_model, torch_model=None):

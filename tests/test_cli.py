@@ -28,9 +28,9 @@ def test_the_three_frameworks_print_the_same_numbers(capsys):
     (["--eta", "abc"], "argument --eta: 'abc' is not a number"),
     (["--lmbda", "-0.1"], "argument --lmbda: -0.1 must be a finite number >= 0"),
     (["--epochs", "0"], "argument --epochs: 0 must be an integer > 0"),
-    (["--arch", "vgg"], "argument --arch: invalid choice: 'vgg'"),
-    (["--framework", "jax"], "argument --framework: invalid choice: 'jax'"),
-    (["--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
+    (["--arch", "vgg"], "--arch: unknown architecture 'vgg'; allowed: course_cnn, course_ffnn, lenet"),
+    (["--framework", "jax"], "--framework: unknown framework 'jax'; allowed: scratch, keras, torch"),
+    (["--optimizer", "lbfgs"], "--optimizer: unknown optimizer 'lbfgs'; allowed: sgd, momentum"),
     (["--dataset", "mnist"], "--data: the mnist data set needs --data PATH"),
     (["--dataset", "mnist", "--data", "/nonexistent/mnist.npz"], "/nonexistent/mnist.npz"),
     (["--batch-size", "5000"], "--batch-size: 5000 is larger than the 1437 training samples"),
@@ -43,3 +43,17 @@ def test_bad_options_are_one_line_and_exit_2(argv, message, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1] and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--arch", "resnet", "--arch: unknown architecture 'resnet'; allowed: course_cnn, course_ffnn, lenet"),
+    ("--dtype", "float16", "--dtype: unknown dtype 'float16'; allowed: float32, float64"),
+])
+def test_one_bad_value_gets_one_message_from_every_command(option, value, message, capsys, tmp_path):
+    """train, grid and parity share one check per option: the same words for the same mistake."""
+    commands = {"train": ["train"], "grid": ["grid", "--out", str(tmp_path)], "parity": ["parity", "--out", str(tmp_path)]}
+    seen = {}
+    for name, argv in commands.items():
+        assert main(argv + [option, value]) == 2
+        seen[name] = capsys.readouterr().err.strip().splitlines()[-1]
+    assert set(seen.values()) == {f"xfw: error: {message}"}, seen

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import cli
-from experiments.config import DEFAULT_GRID, GridConfig
-from experiments.grid import GridAborted, GridInterrupted, cells, run_grid
-from experiments.store import CELL_COLUMNS, CURVE_COLUMNS, read_cells, read_curves, read_manifest
+from experiments.cli import main as cli_main
+from experiments.cli.main import build_parser
+from experiments.grid.config import DEFAULT_GRID, GridConfig
+from experiments.grid import GridAborted, GridInterrupted, cell_tasks, run_grid
+from experiments.grid.store import CELL_COLUMNS, CURVE_COLUMNS, read_cells, read_curves, read_manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,7 +75,7 @@ def run(config, **kw):
 def dask_cluster():
     """One Dask LocalCluster (2 workers, 1 thread each) shared by the module's tests."""
     distributed = pytest.importorskip("distributed")
-    from experiments.executors import one_thread_environment
+    from experiments.runtime import one_thread_environment
 
     one_thread_environment()
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
@@ -263,7 +264,7 @@ def test_train_eval_last_gives_the_same_final_numbers(tmp_path):
 
 
 def test_failed_cell_is_recorded_and_rerun(tmp_path, monkeypatch):
-    import experiments.frameworks as frameworks
+    import experiments.grid.cells as frameworks
 
     real = frameworks.make_trainer
 
@@ -294,7 +295,7 @@ def test_mnist_from_a_small_file(tmp_path):
     np.savez(path, x_train=rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
              y_train=rng.integers(0, 10, 60).astype(np.uint8),
              x_test=rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), y_test=rng.integers(0, 10, 20).astype(np.uint8))
-    rc = cli.main(["grid", "--dataset", "mnist", "--data", str(path), "--limit", "50", "--frameworks", "scratch",
+    rc = cli_main(["grid", "--dataset", "mnist", "--data", str(path), "--limit", "50", "--frameworks", "scratch",
                    "--eta", "0.1", "--lmbda", "0", "--epochs", "1", "--batch-size", "25", "--executor", "serial",
                    "--out", str(tmp_path), "--run", "mnist", "--no-figures", "--no-progress"])
     assert rc == 0
@@ -315,16 +316,16 @@ def test_changed_config_is_refused(tmp_path, capsys):
             "--batch-size", "20", "--dtype", "float64", "--executor", "serial", "--out", str(tmp_path), "--run", "tiny",
             "--no-figures", "--no-progress"]
     capsys.readouterr()
-    assert cli.main(base + ["--epochs", "2"]) == 0  # the same config: nothing to do
+    assert cli_main(base + ["--epochs", "2"]) == 0  # the same config: nothing to do
     capsys.readouterr()
-    assert cli.main(base + ["--epochs", "2", "--eta", "0.5"]) == 2
+    assert cli_main(base + ["--epochs", "2", "--eta", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("xfw: error: --run:") and "etas: [0.1, 0.01] -> [0.5]" in err[0]
     assert len(read_cells(config.run_dir)) == 4
 
 
 def test_course_config_file_and_cli_overrides(tmp_path):
-    from experiments.grid_cli import config_from_args
+    from experiments.cli.grid import config_from_args
 
     path = os.path.join(ROOT, "experiments", "configs", "course.toml")
     c = GridConfig.from_toml(path)
@@ -332,10 +333,10 @@ def test_course_config_file_and_cli_overrides(tmp_path):
     assert c.etas == c.lmbdas == DEFAULT_GRID and len(c.etas) == 7
     assert np.allclose(c.etas, np.logspace(-5, 1, 7), rtol=1e-15)
     assert (c.epochs, c.batch_size, c.optimizer, c.seeds, c.executor) == (100, 100, "sgd", (0,), "process")
-    assert c.n_cells() == 147 and len(cells(c)) == 147
+    assert c.n_cells() == 147 and len(cell_tasks(c)) == 147
     assert GridConfig().identity() == {**c.identity()}  # the course config is the default grid
 
-    args = cli.build_parser().parse_args(["grid", "--config", path, "--epochs", "5", "--eta", "0.1,1",
+    args = build_parser().parse_args(["grid", "--config", path, "--epochs", "5", "--eta", "0.1,1",
                                           "--seeds", "0", "1", "--run", "quick"])
     o = config_from_args(args)
     assert (o.epochs, o.etas, o.seeds, o.run, o.lmbdas) == (5, (0.1, 1.0), (0, 1), "quick", DEFAULT_GRID)
@@ -351,12 +352,12 @@ COMMON = ["grid", "--frameworks", "scratch", "--limit", "100", "--epochs", "1", 
 
 
 @pytest.mark.parametrize("extra, start", [
-    (["--frameworks", "scratch,caffe"], "--frameworks: unknown 'caffe'; allowed: scratch, keras, torch"),
-    (["--arch", "resnet"], "--arch: unknown 'resnet'; allowed: course_cnn"),
-    (["--optimizer", "lbfgs"], "--optimizer: unknown 'lbfgs'; allowed: sgd"),
-    (["--dataset", "cifar"], "--dataset: unknown 'cifar'"),
-    (["--executor", "threads"], "--executor: unknown 'threads'; allowed: serial, process, dask"),
-    (["--dtype", "float16"], "--dtype: unknown 'float16'; allowed: float32, float64"),
+    (["--frameworks", "scratch,caffe"], "--frameworks: unknown framework 'caffe'; allowed: scratch, keras, torch"),
+    (["--arch", "resnet"], "--arch: unknown architecture 'resnet'; allowed: course_cnn"),
+    (["--optimizer", "lbfgs"], "--optimizer: unknown optimizer 'lbfgs'; allowed: sgd"),
+    (["--dataset", "cifar"], "--dataset: unknown data set 'cifar'"),
+    (["--executor", "threads"], "--executor: unknown executor 'threads'; allowed: serial, process, dask"),
+    (["--dtype", "float16"], "--dtype: unknown dtype 'float16'; allowed: float32, float64"),
     (["--eta", ","], "--eta: the list is empty"),
     (["--lmbda", ""], "--lmbda: the list is empty"),
     (["--eta", "0.1", "0"], "--eta: 0.0 is not allowed; every value must be a finite number > 0"),
@@ -372,7 +373,7 @@ COMMON = ["grid", "--frameworks", "scratch", "--limit", "100", "--epochs", "1", 
 ])
 def test_bad_input_is_one_line_before_training(extra, start, tmp_path, capsys):
     try:
-        rc = cli.main(COMMON + ["--out", str(tmp_path)] + extra)
+        rc = cli_main(COMMON + ["--out", str(tmp_path)] + extra)
     except SystemExit as e:  # argparse's own errors (here made one line) exit directly
         rc = e.code
     err = capsys.readouterr().err.strip().splitlines()
@@ -384,9 +385,9 @@ def test_bad_input_is_one_line_before_training(extra, start, tmp_path, capsys):
 
 def test_cli_runs_and_resumes(tmp_path, capsys):
     argv = COMMON + ["--out", str(tmp_path), "--run", "cli"]
-    assert cli.main(argv) == 0
+    assert cli_main(argv) == 0
     first = capsys.readouterr().err
     assert "1 cells" in first or "1 ok" in first
-    assert cli.main(argv) == 0
+    assert cli_main(argv) == 0
     assert "1 of 1 cells already done" in capsys.readouterr().err
     assert len(read_cells(tmp_path / "cli")) == 1

@@ -1,10 +1,11 @@
-"""``xfw parity`` (issue 4, part 7): the same matrix outside pytest, a stable JSON report,
+"""``xfw parity``: the same matrix outside pytest, a stable JSON report,
 exit status 1 on a failure and 2 on a bad option, skipped frameworks named."""
 import json
 
 import pytest
 
-from experiments import cli
+from experiments.cli import main as cli_main
+from experiments.cli.main import build_parser
 from experiments.parity import breakages as B
 from experiments.parity.testing import require
 
@@ -13,7 +14,7 @@ SMALL = ["parity", "--parts", "layers,models", "--layers", "dense,flatten", "--a
 
 
 def run(capsys, tmp_path, *args):
-    code = cli.main(SMALL + ["--out", str(tmp_path), "--name", "r"] + list(args))
+    code = cli_main(SMALL + ["--out", str(tmp_path), "--name", "r"] + list(args))
     return code, capsys.readouterr()
 
 
@@ -65,7 +66,7 @@ def test_a_failure_exits_1_and_names_case_and_quantity(capsys, tmp_path):
 
 def test_missing_framework_is_skipped_by_name(capsys, tmp_path, monkeypatch):
     require("torch")
-    import experiments.frameworks as F
+    import experiments.runtime as F
 
     real = F.missing
     monkeypatch.setattr(F, "missing", lambda fw: "tensorflow" if fw == "keras" else real(fw))
@@ -79,17 +80,17 @@ def test_missing_framework_is_skipped_by_name(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--arch", "resnet"], "--arch: unknown architecture 'resnet'; valid: course_cnn, course_ffnn, lenet"),
-    (["--layers", "conv2d"], "--layers: unknown layer kind 'conv2d'; valid: conv, maxpool, avgpool, dense"),
-    (["--dtype", "float16"], "--dtype: unknown dtype 'float16'; valid: float64, float32"),
-    (["--frameworks", "jax"], "--frameworks: unknown framework 'jax'; valid: torch, keras"),
+    (["--arch", "resnet"], "--arch: unknown architecture 'resnet'; allowed: course_cnn, course_ffnn, lenet"),
+    (["--layers", "conv2d"], "--layers: unknown layer kind 'conv2d'; allowed: conv, maxpool, avgpool, dense"),
+    (["--dtype", "float16"], "--dtype: unknown dtype 'float16'; allowed: float32, float64"),
+    (["--frameworks", "jax"], "--frameworks: unknown framework 'jax'; allowed: torch, keras"),
     (["--frameworks", "scratch"], "scratch is the reference"),
-    (["--parts", "speed"], "--parts: unknown part 'speed'; valid: layers, losses, models, optimizers"),
-    (["--format", "xml"], "--format: unknown format 'xml'; valid: table, json, markdown"),
+    (["--parts", "speed"], "--parts: unknown part 'speed'; allowed: layers, losses, models, optimizers"),
+    (["--format", "xml"], "--format: unknown format 'xml'; allowed: table, json, markdown"),
     (["--parts", "optimizers", "--dtype", "float32"], "--dtype: the optimizer trajectories run in float64 only"),
 ])
 def test_bad_options_list_the_valid_choices(capsys, tmp_path, args, needle):
-    code = cli.main(["parity", "--out", str(tmp_path)] + args)
+    code = cli_main(["parity", "--out", str(tmp_path)] + args)
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())

@@ -1,4 +1,4 @@
-"""Loss and L2 parity (issue 4, part 3): every loss, with and without L2, against torch's
+"""Loss and L2 parity: every loss, with and without L2, against torch's
 ``torch.nn.functional`` losses with an explicit penalty and Keras's loss functions with
 ``keras.regularizers.L2``: data loss, penalty, objective, the gradient with respect to the
 logits (outputs for MSE), the output and every parameter gradient of the objective.
@@ -6,7 +6,7 @@ logits (outputs for MSE), the output and every parameter gradient of the objecti
 import pytest
 
 from experiments.parity import cases as C
-from experiments.parity import runner as R
+from experiments.parity import losses as R
 from experiments.parity.testing import check, require
 
 CASES = C.loss_cases()

@@ -1,4 +1,4 @@
-"""Optimizer trajectories (issue 4, part 5): 25 steps of each optimizer with L2 on
+"""Optimizer trajectories: 25 steps of each optimizer with L2 on
 course_cnn, float64; scratch's torch flavour against torch.optim and its Keras flavour
 against keras.optimizers (Keras's float32 learning rate and float32-cast constants are
 mirrored by the flavour), every parameter after every step within 1e-9 relative.
@@ -8,7 +8,8 @@ and shown, not hidden.
 """
 import pytest
 
-from experiments.parity import runner as R
+from experiments.parity import optimizers as R
+from experiments.parity.data import STEPS
 from experiments.parity.testing import check, require
 
 
@@ -16,7 +17,7 @@ from experiments.parity.testing import check, require
 @pytest.mark.parametrize("optimizer", R.OPTIMIZERS)
 def test_trajectory(optimizer, framework):
     results = check(R.run_trajectory(optimizer, require(framework)))
-    assert len(results) == R.STEPS * 6  # 25 steps x 6 parameters of course_cnn
+    assert len(results) == STEPS * 6  # 25 steps x 6 parameters of course_cnn
 
 
 def test_keras_and_torch_adam_differ_by_where_epsilon_enters():
@@ -30,7 +31,7 @@ def test_keras_and_torch_adam_differ_by_where_epsilon_enters():
     agree to 9e-14 when epsilon is 1e-300: epsilon's place is the whole difference."""
     require("torch"), require("keras")
     native = R.adam_gap()
-    assert 1e-6 < native.max_rel and native.max_abs < 2 * R.STEPS * 0.003  # each step moves at most ~lr
+    assert 1e-6 < native.max_rel and native.max_abs < 2 * STEPS * 0.003  # each step moves at most ~lr
     rules = R.adam_gap(native=False)
     assert 1e-6 < rules.max_rel
     assert R.adam_gap(native=False, epsilon=1e-300).max_rel < 1e-12  # no epsilon: the same Adam

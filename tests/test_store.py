@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import store as S
-from experiments.config import DEFAULT_GRID, GridConfig, identity_changes
+from experiments.files import atomic_write
+from experiments.grid import store as S
+from experiments.grid.config import DEFAULT_GRID, GridConfig, identity_changes
 
 ETAS = (1e-05, 9.999999999999999e-06, 0.1 + 0.2, 1 / 3, 10.0)
 
@@ -80,7 +81,7 @@ def test_curves_of_unrecorded_cells_are_dropped_on_reopen(tmp_path):
     # A kill between writing curves.csv and cells.csv leaves curves of a cell not in cells.csv.
     orphan = cell(eta=0.2)
     st.curves[S.cell_key(orphan)] = curves(orphan)
-    S.atomic_write(st.curves_path, st._curves_text())
+    atomic_write(st.curves_path, st._curves_text())
     assert len(S.read_curves(tmp_path)) == 4
     S.RunStore(tmp_path)
     cv = S.read_curves(tmp_path)
@@ -89,14 +90,14 @@ def test_curves_of_unrecorded_cells_are_dropped_on_reopen(tmp_path):
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "f.csv"
-    S.atomic_write(path, "old\n")
+    atomic_write(path, "old\n")
 
     def broken(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError):
-        S.atomic_write(path, "new\n")
+        atomic_write(path, "new\n")
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["f.csv"]  # no temporary file left behind
 

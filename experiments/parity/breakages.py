@@ -4,8 +4,8 @@ Each :class:`Breakage` is a mistake people really make when they write a network
 scratch, planted in the scratch engine by a monkeypatch (``Breakage.patch()`` is a context
 manager; :mod:`unittest.mock` restores the original on exit, also on error). It names the
 probe that must catch it and what the parity checker must report: the layer and the
-quantity (for a model probe, through :func:`runner.first_disagreeing_layer`; for a layer,
-loss or trajectory probe, the first failing quantity in the order the runner compares
+quantity (for a model probe, through :func:`.models.first_disagreeing_layer`; for a layer,
+loss or trajectory probe, the first failing quantity in the order the parts compare
 them), and, where the probe allows it, the exact set of quantities that must fail (so a
 bug in the bias gradient must not show in the kernel gradient).
 
@@ -66,7 +66,11 @@ from scratch import losses as SL
 from scratch import model as SM
 from scratch import optimizers as SO
 
-from . import runner as R
+from . import layers as LY
+from . import losses as LS
+from . import models as M
+from . import optimizers as OP
+from .results import FRAMEWORKS
 
 # --------------------------------------------------------------------------- the bugs
 
@@ -284,7 +288,7 @@ class Breakage:
     layer: Optional[int]
     quantity: str
     failing: Optional[FrozenSet[str]] = None
-    frameworks: Tuple[str, ...] = R.FRAMEWORKS
+    frameworks: Tuple[str, ...] = FRAMEWORKS
 
 
 def _f(*names):
@@ -362,24 +366,24 @@ class Finding:
 def _run_probe(b: Breakage, framework: str):
     kind, target = b.probe
     if kind == "model":
-        return R.run_model_parity(target, (framework,))
+        return M.run_model_parity(target, (framework,))
     if kind == "layer":
-        return R.run_layer_case(target, (framework,))
+        return LY.run_layer_case(target, (framework,))
     if kind == "loss":
-        return R.run_loss_case(target, (framework,))
-    return R.run_trajectory(target, framework)
+        return LS.run_loss_case(target, (framework,))
+    return OP.run_trajectory(target, framework)
 
 
 def _finding(b: Breakage, framework: str, results) -> Finding:
     failing = frozenset(r.quantity for r in results if not r.passed)
     kind = b.probe[0]
     if kind == "model":
-        d = R.first_disagreeing_layer(results, framework)
+        d = M.first_disagreeing_layer(results, framework)
         if d is None:
             return Finding(framework, None, None, failing, "no disagreement")
         return Finding(framework, d.layer, d.quantity, failing, d.message())
     if kind == "trajectory":
-        r = R.first_failing_step(results)
+        r = OP.first_failing_step(results)
         if r is None:
             return Finding(framework, None, None, failing, "no disagreement")
         return Finding(framework, r.layer, " ".join(r.quantity.split()[:4]), failing, r.message())

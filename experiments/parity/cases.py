@@ -2,7 +2,7 @@
 
 A *layer case* is a one-entry network (one spec layer, possibly with its fused
 activation), an input shape, a batch size and a dtype. The matrix covers
-(DESIGN.md section 5, issue 4):
+(docs/DESIGN.md, "Tolerances"):
 
 * every layer kind: ``conv`` (Conv2D), ``maxpool``, ``avgpool``, ``dense``, ``flatten``,
   ``activation`` (standalone) and ``dropout`` (inference mode: masks cannot be shared);

@@ -12,7 +12,7 @@ inputs ``x`` and either an upstream gradient ``dout`` (:meth:`trace`) or targets
   respect to its input (the logits when the loss is fused with a final softmax/sigmoid,
   else the outputs), the model output and the parameter gradients of the objective.
 
-Conversions (DESIGN.md section 3), never re-derived here:
+Conversions (docs/DESIGN.md, "Canonical layout"), never re-derived here:
 
 * Keras: NCHW <-> NHWC for data, outputs and gradients; between a Flatten of an image and
   the next Dense, Keras's features are in H, W, C order, so outputs and gradients there
@@ -29,7 +29,6 @@ trace only loads the weights, so hundreds of cases share a few builds.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -201,8 +200,7 @@ class KerasEngine:
     name = "keras"
 
     def __init__(self):
-        os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        from experiments.frameworks import import_framework
+        from experiments.runtime import import_framework
 
         km = import_framework("keras")  # imports torch first when it is installed
         import keras
@@ -339,7 +337,7 @@ def make(name: str):
 
 def skip_reason(name: str) -> Optional[str]:
     """Why framework ``name`` cannot run here (a package is not installed), or None."""
-    from experiments.frameworks import missing
+    from experiments.runtime import missing
 
     absent = missing(name)
     return None if absent is None else f"the package {absent!r} is not installed"

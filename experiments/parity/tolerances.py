@@ -11,8 +11,8 @@ Anchors these were set against:
 * ``torch.testing.assert_close`` defaults: float64 rtol 1e-7 / atol 1e-7; float32
   rtol 1.3e-6 / atol 1e-5.
 * numpy-ml's layer tests accept 3 decimals.
-* float64 here: 1e-10, far tighter than either (DESIGN.md section 5). Optimizer
-  trajectories use 1e-9 (issue 4) because 25 steps compound rounding.
+* float64 here: 1e-10, far tighter than either. Optimizer
+  trajectories use 1e-9 because 25 steps compound rounding.
 * float32 here: 1e-3, set from measurement (below): the frameworks sum in other orders
   than NumPy's BLAS (oneDNN, Eigen and OpenBLAS block differently), and a gradient that is a
   sum of a few hundred products which cancel (a conv kernel gradient sums over batch x
@@ -20,7 +20,7 @@ Anchors these were set against:
   is small. 1e-3 is still 60x below the smallest error of a planted bug in ``breakages.py``
   (6e-2: L2 applied to biases; the others are 0.9 to 1e3 relative).
 
-Measured worst errors (``experiments/parity/runner.py``: layer matrix, losses, the three
+Measured worst errors (``xfw parity``: layer matrix, losses, the three
 registered architectures with L2, layer by layer; data drawn with four different seeds;
 this machine, numpy OpenBLAS, torch 2.13 CPU, TensorFlow 2.21 with oneDNN):
 
@@ -41,7 +41,7 @@ FLOOR = 1e-3
 #: Per-dtype bound on the floored relative error of forward outputs and gradients.
 RTOL = {"float64": 1e-10, "float32": 1e-3}
 
-#: Bound on every parameter after each of 25 optimizer steps (float64, issue 4).
+#: Bound on every parameter after each of 25 optimizer steps (float64).
 TRAJECTORY_RTOL = {"float64": 1e-9, "float32": 1e-3}
 
 

@@ -1,4 +1,4 @@
-"""``xfw grid`` and ``xfw heatmap``: registered into :mod:`experiments.cli`.
+"""``xfw grid`` and ``xfw heatmap``.
 
 ``xfw grid`` takes its options from ``--config FILE.toml`` and/or the command line
 (the command line wins). List options take several values or one comma-separated
@@ -12,15 +12,18 @@ from __future__ import annotations
 import os
 import sys
 
-from .cli import UsageError, one_line_errors, positive_int
-from .config import DEFAULT_GRID, EXECUTORS, FRAMEWORKS, GridConfig
+from ..errors import UsageError
+from ..grid.config import DEFAULT_GRID, EXECUTORS, GridConfig
+from ..options import split_list
+from ..runtime import FRAMEWORKS
+from .args import one_line_errors, positive_int
 
 
 def register(sub) -> None:
     from scratch import architectures
     from scratch.optimizers import OPTIMIZERS
 
-    from . import datasets
+    from .. import datasets
 
     grid_default = ", ".join(f"{v:g}" for v in DEFAULT_GRID)
     p = one_line_errors(sub.add_parser(
@@ -32,14 +35,14 @@ def register(sub) -> None:
     p.add_argument("--arch", help=f"architecture: {', '.join(architectures.names())} (default course_cnn)")
     p.add_argument("--dataset", help=f"data set: {', '.join(datasets.DATASETS)} (default digits; mnist needs --data)")
     p.add_argument("--data", metavar="PATH", help="mnist.npz (Keras layout) or a folder of the four MNIST IDX files")
-    p.add_argument("--limit", type=positive_int("--limit"), help="keep only the first LIMIT samples")
+    p.add_argument("--limit", type=positive_int, help="keep only the first LIMIT samples")
     p.add_argument("--frameworks", nargs="+", metavar="NAME",
                    help=f"any of {', '.join(FRAMEWORKS)} (default all three)")
     p.add_argument("--eta", nargs="+", metavar="ETA", help=f"learning rates > 0 (default {grid_default})")
     p.add_argument("--lmbda", nargs="+", metavar="LAMBDA",
                    help=f"L2 factors >= 0, as Keras's l2(lambda) (default {grid_default})")
-    p.add_argument("--epochs", type=positive_int("--epochs"), help="epochs per cell (default 100)")
-    p.add_argument("--batch-size", type=positive_int("--batch-size"), help="default 100")
+    p.add_argument("--epochs", type=positive_int, help="epochs per cell (default 100)")
+    p.add_argument("--batch-size", type=positive_int, help="default 100")
     p.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default sgd)")
     p.add_argument("--seeds", nargs="+", metavar="SEED", help="one or more seeds (repeats; default 0)")
     p.add_argument("--dtype", help="float32 or float64 (default float32)")
@@ -48,7 +51,7 @@ def register(sub) -> None:
     p.add_argument("--train-eval", metavar="WHEN",
                    help="every: train loss and accuracy after every epoch (default); last: only after the last "
                         "(the curves keep the running training loss and the test metrics; faster)")
-    p.add_argument("--workers", type=positive_int("--workers"),
+    p.add_argument("--workers", type=positive_int,
                    help=f"worker processes (default: the number of CPUs, {os.cpu_count()})")
     p.add_argument("--executor", help=f"{', '.join(EXECUTORS)} (default process)")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -63,12 +66,6 @@ def register(sub) -> None:
     p.add_argument("run", metavar="RUN", help="a run folder, or a run name under --out")
     p.add_argument("--out", metavar="DIR", default="results", help="results folder (default results/)")
     p.set_defaults(func=cmd_heatmap)
-
-
-def _split(values):
-    if values is None:
-        return None
-    return [v.strip() for text in values for v in text.split(",") if v.strip()]
 
 
 def _numbers(option, values, kind):
@@ -87,14 +84,14 @@ def _numbers(option, values, kind):
 def config_from_args(args) -> GridConfig:
     """The config of ``--config`` (or the defaults) with the command line's options on top."""
     base = GridConfig.from_toml(args.config) if args.config else GridConfig()
-    frameworks = _split(args.frameworks)
+    frameworks = split_list(args.frameworks)
     overrides = {
         "arch": args.arch, "dataset": args.dataset, "data": args.data, "limit": args.limit,
         "frameworks": None if frameworks is None else tuple(frameworks),
-        "etas": _numbers("--eta", _split(args.eta), float),
-        "lmbdas": _numbers("--lmbda", _split(args.lmbda), float),
+        "etas": _numbers("--eta", split_list(args.eta), float),
+        "lmbdas": _numbers("--lmbda", split_list(args.lmbda), float),
         "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer,
-        "seeds": _numbers("--seeds", _split(args.seeds), int), "dtype": args.dtype, "flavor": args.flavor,
+        "seeds": _numbers("--seeds", split_list(args.seeds), int), "dtype": args.dtype, "flavor": args.flavor,
         "init": args.init, "train_eval": args.train_eval, "workers": args.workers, "executor": args.executor,
         "scheduler": args.scheduler,
         "run": args.run, "out": args.out,
@@ -103,7 +100,7 @@ def config_from_args(args) -> GridConfig:
 
 
 def cmd_grid(args) -> int:
-    from .grid import GridAborted, GridInterrupted, run_grid
+    from ..grid import GridAborted, GridInterrupted, run_grid
 
     config = config_from_args(args)
     try:
@@ -123,7 +120,7 @@ def cmd_grid(args) -> int:
 
 def resolve_run(run: str, out: str = "results") -> str:
     """A run folder from a path or a run name under ``out``."""
-    from .store import MANIFEST
+    from ..grid.store import MANIFEST
 
     for candidate in (run, os.path.join(out, run)):
         if os.path.isfile(os.path.join(candidate, MANIFEST)):
@@ -133,11 +130,8 @@ def resolve_run(run: str, out: str = "results") -> str:
 
 def cmd_heatmap(args) -> int:
     run_dir = resolve_run(args.run, args.out)
-    try:
-        from . import heatmaps, report
-    except ModuleNotFoundError as e:
-        raise UsageError(f"heatmap: the module {e.name} is not available") from None
-    heatmaps.draw_run(run_dir)
-    report.write_report(run_dir)
+    from ..grid import figures, report
+
+    report.write_report(run_dir, figures=figures.draw_run(run_dir))
     print(f"figures in {os.path.join(run_dir, 'figures')}, report {os.path.join(run_dir, 'report.md')}")
     return 0

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.collections import QuadMesh
 
-from experiments import heatmaps, report
+from experiments.grid import figures, labels, report, store, tables
 
 ETAS = [1e-5, 1e-3, 1e-1]
 LMBDAS = [1e-4, 1e-2, 1.0]
@@ -91,7 +91,7 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cells(run):
-    return heatmaps.read_cells(run[0])
+    return store.read_cells(run[0])
 
 
 def _expected_table(framework):
@@ -125,15 +125,15 @@ def _cell_texts(ax):
 
 def test_grid_table_orientation_mean_over_seeds_and_nan(cells):
     for framework in ("scratch", "keras", "torch"):
-        table = heatmaps.grid_table(cells, framework, "test_accuracy")
+        table = tables.grid_table(cells, framework, "test_accuracy")
         assert list(table.index) == ETAS and list(table.columns) == LMBDAS  # row i = ETAS[i]
         np.testing.assert_allclose(table.to_numpy(), _expected_table(framework), rtol=0, atol=1e-12)
     # scratch: mean of two seeds at +-0.02; train accuracy = test + 0.03
-    train = heatmaps.grid_table(cells, "scratch", "train_accuracy")
+    train = tables.grid_table(cells, "scratch", "train_accuracy")
     np.testing.assert_allclose(train.to_numpy(), _expected_table("scratch") + 0.03, atol=1e-12)
-    status = heatmaps.status_table(cells, "torch")
+    status = tables.status_table(cells, "torch")
     assert status.iat[2, 0] == "diverged" and (status.to_numpy() == "diverged").sum() == 1
-    assert heatmaps.status_table(cells, "keras").iat[0, 2] == "failed"
+    assert tables.status_table(cells, "keras").iat[0, 2] == "failed"
 
 
 def test_grid_table_diverged_if_any_seed_diverged():
@@ -143,21 +143,21 @@ def test_grid_table_diverged_if_any_seed_diverged():
     ], columns=COLUMNS)
     for column in ("train_accuracy", "test_accuracy", "train_loss", "test_loss"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    table = heatmaps.grid_table(frame, "scratch", "test_accuracy")
+    table = tables.grid_table(frame, "scratch", "test_accuracy")
     assert np.isnan(table.iat[0, 0]) and table.iat[0, 1] == pytest.approx(0.7)
-    assert heatmaps.status_table(frame, "scratch").iat[0, 0] == "diverged"
-    assert heatmaps.grid_table(frame, "keras", "test_accuracy").isna().all().all()
+    assert tables.status_table(frame, "scratch").iat[0, 0] == "diverged"
+    assert tables.grid_table(frame, "keras", "test_accuracy").isna().all().all()
 
 
 def test_partial_run_keeps_the_manifest_grid_and_marks_missing_cells(cells):
     partial = cells[~((cells["framework"] == "scratch") & (cells["eta"] == ETAS[1]))]
     manifest = {"config": {"etas": ETAS + [10.0], "lmbdas": LMBDAS, "frameworks": ["torch", "scratch"]}}
-    etas, lmbdas = heatmaps.grid_axes(partial, manifest)
+    etas, lmbdas = tables.grid_axes(partial, manifest)
     assert etas == ETAS + [10.0] and lmbdas == LMBDAS
-    assert heatmaps.framework_order(partial, manifest) == ["torch", "scratch", "keras"]
-    table = heatmaps.grid_table(partial, "scratch", "test_accuracy", etas=etas, lmbdas=lmbdas)
+    assert tables.framework_order(partial, manifest) == ["torch", "scratch", "keras"]
+    table = tables.grid_table(partial, "scratch", "test_accuracy", etas=etas, lmbdas=lmbdas)
     assert table.shape == (4, 3) and table.iloc[[1, 3]].isna().all().all()
-    status = heatmaps.status_table(partial, "scratch", etas=etas, lmbdas=lmbdas)
+    status = tables.status_table(partial, "scratch", etas=etas, lmbdas=lmbdas)
     assert (status.iloc[[1, 3]] == "missing").all().all() and (status.iloc[[0, 2]] == "ok").all().all()
 
 
@@ -167,7 +167,7 @@ def test_csv_tables_beside_figures_equal_grid_table(run, cells):
     for framework in ("scratch", "keras", "torch"):
         for metric in ("train_accuracy", "test_accuracy"):
             written = pd.read_csv(figures / f"{metric}_{framework}.csv", index_col=0)
-            expected = heatmaps.grid_table(cells, framework, metric)
+            expected = tables.grid_table(cells, framework, metric)
             np.testing.assert_array_equal(written.index.to_numpy(float), expected.index.to_numpy(float))
             np.testing.assert_array_equal(written.columns.astype(float), expected.columns.to_numpy(float))
             np.testing.assert_array_equal(written.to_numpy(float), expected.to_numpy(float))  # exact, NaN in place
@@ -195,7 +195,7 @@ def test_every_figure_written_as_png_and_svg(run):
 # --------------------------------------------------------------------------- figures
 
 def test_side_by_side_one_colour_scale_and_numbers_shown(cells):
-    figure = heatmaps.side_by_side_figure(cells, "test_accuracy", dpi=40)
+    figure = figures.side_by_side_figure(cells, "test_accuracy", dpi=40)
     axes = _heatmap_axes(figure)
     assert list(axes) == ["scratch", "keras", "torch"]
     clims = {name: _mesh(ax).get_clim() for name, ax in axes.items()}
@@ -207,7 +207,7 @@ def test_side_by_side_one_colour_scale_and_numbers_shown(cells):
     assert sum(ax.get_label() == "colorbar" for ax in figure.axes) == 1   # one colour bar
     assert len(norms) == 3
     for name, ax in axes.items():
-        table = heatmaps.grid_table(cells, name, "test_accuracy")
+        table = tables.grid_table(cells, name, "test_accuracy")
         texts = _cell_texts(ax)
         for i in range(3):
             for j in range(3):
@@ -227,7 +227,7 @@ def test_side_by_side_one_colour_scale_and_numbers_shown(cells):
 
 
 def test_single_heatmap_title_and_course_style(cells):
-    figure = heatmaps.heatmap_figure(cells, "scratch", "train_accuracy", dpi=40)
+    figure = figures.heatmap_figure(cells, "scratch", "train_accuracy", dpi=40)
     ax = _heatmap_axes(figure)["scratch"]
     assert "scratch" in ax.get_title() and "train accuracy" in ax.get_title()
     assert "mean over 2 seeds" in ax.get_title()
@@ -236,7 +236,7 @@ def test_single_heatmap_title_and_course_style(cells):
 
 
 def test_difference_map_values_symmetric_and_marked(cells):
-    figure = heatmaps.difference_figure(cells, "keras", "test_accuracy", margin=0.05, dpi=40)
+    figure = figures.difference_figure(cells, "keras", "test_accuracy", margin=0.05, dpi=40)
     ax = _heatmap_axes(figure)["keras-scratch"]
     mesh = _mesh(ax)
     low, high = mesh.get_clim()
@@ -249,17 +249,17 @@ def test_difference_map_values_symmetric_and_marked(cells):
                 assert texts[(i, j)] == f"{diff[i, j]:+.3f}"
     assert texts[(0, 2)] == "fail\nkeras"
     assert [p for p in ax.patches if p.get_gid() == "disagree"][0].get_xy() == pytest.approx((1.04, 1.04))
-    torch = heatmaps.difference_figure(cells, "torch", "test_accuracy", margin=0.05, dpi=40)
+    torch = figures.difference_figure(cells, "torch", "test_accuracy", margin=0.05, dpi=40)
     torch_ax = _heatmap_axes(torch)["torch-scratch"]
     assert _cell_texts(torch_ax)[(2, 0)] == "div\ntorch"
     assert _mesh(torch_ax).get_clim() == pytest.approx((-0.05, 0.05))   # the margin is the floor
-    table = heatmaps.difference_table(cells, "keras", "test_accuracy")
+    table = tables.difference_table(cells, "keras", "test_accuracy")
     np.testing.assert_allclose(table.to_numpy(), diff, atol=1e-12)
 
 
 def test_curves_figure_has_one_panel_per_framework(run, cells):
-    curves = heatmaps.read_curves(run[0])
-    figure = heatmaps.curves_figure(curves, cells, top=2, dpi=40)
+    curves = store.read_curves(run[0])
+    figure = figures.curves_figure(curves, cells, top=2, dpi=40)
     loss_axes = [ax for ax in figure.axes if ax.get_label().startswith("loss:")]
     assert [ax.get_label() for ax in loss_axes] == ["loss:scratch", "loss:keras", "loss:torch"]
     assert all(ax.get_yscale() == "log" for ax in loss_axes)
@@ -267,11 +267,11 @@ def test_curves_figure_has_one_panel_per_framework(run, cells):
 
 
 def test_pow10_labels():
-    assert heatmaps.pow10_label(1e-5) == "$10^{-5}$"
-    assert heatmaps.pow10_label(10.0) == "$10^{1}$"
-    assert heatmaps.pow10_label(np.logspace(-5, 1, 7)[2]) == "$10^{-3}$"
-    assert heatmaps.pow10_label(2.5e-3) == r"$2.5\times10^{-3}$"
-    assert heatmaps.pow10_label(0.0) == "0"
+    assert labels.pow10_label(1e-5) == "$10^{-5}$"
+    assert labels.pow10_label(10.0) == "$10^{1}$"
+    assert labels.pow10_label(np.logspace(-5, 1, 7)[2]) == "$10^{-3}$"
+    assert labels.pow10_label(2.5e-3) == r"$2.5\times10^{-3}$"
+    assert labels.pow10_label(0.0) == "0"
 
 
 # --------------------------------------------------------------------------- report
@@ -282,7 +282,7 @@ def test_report_best_cells_counts_and_disagreements(run):
     text = md.read_text()
     assert "fake" in text and "course_cnn" in text and "9.9.9" in text
     # best cell: scratch and torch at eta=1e-1, lambda=1 (row 2, column 2); keras where it is 0.2 above
-    best = report.best_cells(heatmaps.read_cells(path))
+    best = report.best_cells(store.read_cells(path))
     best_at = {"scratch": (2, 2), "keras": KERAS_OFF, "torch": (2, 2)}
     section = text.split("## Best cell per framework", 1)[1].split("\n## ", 1)[0]
     for framework, (i, j) in best_at.items():
@@ -297,7 +297,7 @@ def test_report_best_cells_counts_and_disagreements(run):
     assert len(rows) == 2
     assert "| 0.001 | 0.01 |" in rows[0] and "0.6100" in rows[0] and "0.8100" in rows[0] and "+0.2000" in rows[0]
     assert "| 0.1 | 0.0001 |" in rows[1] and "torch diverged, scratch did not" in rows[1]
-    counts = report.status_counts(heatmaps.read_cells(path))
+    counts = report.status_counts(store.read_cells(path))
     assert counts.loc["torch", "diverged"] == 1 and counts.loc["keras", "failed"] == 1
     assert counts.loc["scratch", "ok"] == 18
     assert "RuntimeError: out of memory" in text
@@ -320,7 +320,7 @@ def test_draw_run_paths_no_leak_and_report_reuses_current_figures(tmp_path):
 
     before = plt.get_fignums()
     path = make_run(tmp_path / "small", frameworks=("scratch",))
-    drawn = heatmaps.draw_run(path, dpi=40)
+    drawn = figures.draw_run(path, dpi=40)
     assert plt.get_fignums() == before                            # no figure left behind
     assert set(drawn) >= {"test_accuracy_scratch.png", "test_accuracy_scratch.svg",
                           "test_accuracy_scratch.csv", "curves.png", "curves.svg"}
@@ -328,14 +328,14 @@ def test_draw_run_paths_no_leak_and_report_reuses_current_figures(tmp_path):
     assert not any("diff" in name for name in drawn)             # no other framework: no difference map
     png = path / "figures" / "test_accuracy_scratch.png"
     before_ns = png.stat().st_mtime_ns
-    assert heatmaps.drawn_figures(path) == drawn
-    assert heatmaps.drawn_figures(path, margin=0.1) is None       # another margin: draw again
+    assert figures.drawn_figures(path) == drawn
+    assert figures.drawn_figures(path, margin=0.1) is None       # another margin: draw again
     report.write_report(path, dpi=40)
     assert png.stat().st_mtime_ns == before_ns                    # reused, not drawn twice
     cells = pd.read_csv(path / "cells.csv")
     cells.loc[0, "test_accuracy"] = 0.99
     cells.to_csv(path / "cells.csv", index=False)
-    assert heatmaps.drawn_figures(path) is None                   # cells changed: stale
+    assert figures.drawn_figures(path) is None                   # cells changed: stale
     text = report.write_report(path, dpi=40).read_text()
     table = pd.read_csv(path / "figures" / "test_accuracy_scratch.csv", index_col=0)
     assert table.iat[0, 0] == pytest.approx((0.99 + scratch_test(0, 0) + 0.02) / 2)

@@ -1,6 +1,6 @@
 """``report.md`` of a grid run: configuration, figures, best cells, and where frameworks disagree.
 
-:func:`write_report` draws the figures (:func:`experiments.heatmaps.draw_run`) and writes
+:func:`write_report` draws the figures (:func:`experiments.grid.figures.draw_run`) and writes
 ``run_dir/report.md`` beside them, with figure links relative to the run folder. Tables
 are plain Markdown written here (no ``tabulate`` dependency).
 
@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import heatmaps
+from ..files import atomic_write
+from . import figures as F
+from . import tables as T
+from .store import read_cells, read_manifest
 
 __all__ = ["write_report", "best_cells", "status_counts", "disagreements", "markdown_table"]
 
@@ -57,7 +60,7 @@ def _grid_value(value) -> str:
 # --------------------------------------------------------------------------- tables
 
 def _frameworks_and_axes(cells, manifest):
-    return heatmaps.framework_order(cells, manifest), heatmaps.grid_axes(cells, manifest)
+    return T.framework_order(cells, manifest), T.grid_axes(cells, manifest)
 
 
 def best_cells(cells, manifest: dict | None = None) -> pd.DataFrame:
@@ -70,7 +73,7 @@ def best_cells(cells, manifest: dict | None = None) -> pd.DataFrame:
     frameworks, (etas, lmbdas) = _frameworks_and_axes(cells, manifest)
     rows = {}
     for framework in frameworks:
-        summary = heatmaps.cell_summary(cells, framework, etas=etas, lmbdas=lmbdas)
+        summary = T.cell_summary(cells, framework, etas=etas, lmbdas=lmbdas)
         ok = summary[(summary["status"] == "ok") & summary["test_accuracy"].notna()]
         if ok.empty:
             continue
@@ -88,7 +91,7 @@ def status_counts(cells, manifest: dict | None = None) -> pd.DataFrame:
         own = cells[cells["framework"] == framework]
         counts = {s: int((own["status"] == s).sum()) for s in _STATUSES}
         counts["other"] = int((~own["status"].isin(_STATUSES)).sum())
-        summary = heatmaps.cell_summary(cells, framework, etas=etas, lmbdas=lmbdas)
+        summary = T.cell_summary(cells, framework, etas=etas, lmbdas=lmbdas)
         counts["missing cells"] = len(etas) * len(lmbdas) - len(summary)
         counts["seeds"] = int(own["seed"].nunique())
         rows[framework] = counts
@@ -96,7 +99,7 @@ def status_counts(cells, manifest: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("framework")
 
 
-def disagreements(cells, *, margin: float = 0.05, base: str = heatmaps.BASE,
+def disagreements(cells, *, margin: float = 0.05, base: str = T.BASE,
                   manifest: dict | None = None) -> pd.DataFrame:
     """Every (framework, eta, lambda) where a framework and ``base`` disagree.
 
@@ -110,12 +113,12 @@ def disagreements(cells, *, margin: float = 0.05, base: str = heatmaps.BASE,
     if base not in frameworks:
         return pd.DataFrame(columns=columns)
     axes = dict(etas=etas, lmbdas=lmbdas)
-    base_values = heatmaps.grid_table(cells, base, "test_accuracy", **axes)
-    base_status = heatmaps.status_table(cells, base, **axes)
+    base_values = T.grid_table(cells, base, "test_accuracy", **axes)
+    base_status = T.status_table(cells, base, **axes)
     rows = []
     for other in (f for f in frameworks if f != base):
-        values = heatmaps.grid_table(cells, other, "test_accuracy", **axes)
-        status = heatmaps.status_table(cells, other, **axes)
+        values = T.grid_table(cells, other, "test_accuracy", **axes)
+        status = T.status_table(cells, other, **axes)
         for i, eta in enumerate(etas):
             for j, lmbda in enumerate(lmbdas):
                 so, sb = status.iat[i, j], base_status.iat[i, j]
@@ -183,14 +186,14 @@ def _figure_links(figures: dict, run_dir: Path, frameworks) -> list[str]:
         return f"![{caption}]({relative})"
 
     lines = []
-    for metric in reversed(heatmaps.METRICS):  # test accuracy first
-        title = heatmaps.METRIC_NAMES[metric]
+    for metric in reversed(T.METRICS):  # test accuracy first
+        title = T.METRIC_NAMES[metric]
         lines.append(f"### {title.capitalize()}")
         lines.append("")
         entries = [link(f"{metric}_side_by_side", f"{title}, all frameworks on one colour scale")]
         entries += [link(f"{metric}_{f}", f"{f}: {title}") for f in frameworks]
-        entries += [link(f"{metric}_diff_{f}_minus_{heatmaps.BASE}", f"{title}: {f} - {heatmaps.BASE}")
-                    for f in frameworks if f != heatmaps.BASE]
+        entries += [link(f"{metric}_diff_{f}_minus_{T.BASE}", f"{title}: {f} - {T.BASE}")
+                    for f in frameworks if f != T.BASE]
         lines += [e + "\n" for e in entries if e]
     curves = link("curves", "loss and accuracy over the epochs")
     if curves:
@@ -202,18 +205,18 @@ def write_report(run_dir, *, margin: float = 0.05, dpi: float = 100, figures: di
                  redraw: bool = False) -> Path:
     """Write ``run_dir/report.md`` and return its path.
 
-    Figures: ``figures`` (the mapping :func:`heatmaps.draw_run` returned) when given;
+    Figures: ``figures`` (the mapping :func:`F.draw_run` returned) when given;
     else those of the last ``draw_run`` when they are current (same margin, inputs
-    unchanged since, see :func:`heatmaps.drawn_figures`) and ``redraw`` is false; else
+    unchanged since, see :func:`F.drawn_figures`) and ``redraw`` is false; else
     drawn now with ``margin`` and ``dpi``.
     """
     run_dir = Path(run_dir)
     if figures is None and not redraw:
-        figures = heatmaps.drawn_figures(run_dir, margin=margin)
+        figures = F.drawn_figures(run_dir, margin=margin)
     if figures is None:
-        figures = heatmaps.draw_run(run_dir, margin=margin, dpi=dpi)
-    cells = heatmaps.read_cells(run_dir)
-    manifest = heatmaps.read_manifest(run_dir)
+        figures = F.draw_run(run_dir, margin=margin, dpi=dpi)
+    cells = read_cells(run_dir)
+    manifest = read_manifest(run_dir, missing_ok=True)
     config = manifest.get("config", {}) if isinstance(manifest.get("config"), dict) else {}
     frameworks, (etas, lmbdas) = _frameworks_and_axes(cells, manifest)
     name = manifest.get("run") or run_dir.name
@@ -252,23 +255,23 @@ def write_report(run_dir, *, margin: float = 0.05, dpi: float = 100, figures: di
                            rows, align="lrrrrrr") if rows else "No cell finished.", ""]
 
     out += ["## Where the frameworks disagree", ""]
-    if heatmaps.BASE not in frameworks:
-        out += [f"`{heatmaps.BASE}` is not in this run: nothing to compare against.", ""]
+    if T.BASE not in frameworks:
+        out += [f"`{T.BASE}` is not in this run: nothing to compare against.", ""]
     elif len(frameworks) < 2:
-        out += [f"Only `{heatmaps.BASE}` is in this run: nothing to compare.", ""]
+        out += [f"Only `{T.BASE}` is in this run: nothing to compare.", ""]
     else:
         found = disagreements(cells, margin=margin, manifest=manifest)
-        out += [f"Test accuracy compared with `{heatmaps.BASE}` cell by cell: listed where "
+        out += [f"Test accuracy compared with `{T.BASE}` cell by cell: listed where "
                 f"|difference| > {margin:g}, or where one diverged and the other did not "
                 "(failed or missing cells are not compared).", ""]
         if found.empty:
-            out += [f"No cell disagrees: every compared cell is within {margin:g} of `{heatmaps.BASE}`, "
+            out += [f"No cell disagrees: every compared cell is within {margin:g} of `{T.BASE}`, "
                     "and no cell diverged in one framework only.", ""]
         else:
             rows = [[r.framework, _grid_value(r.eta), _grid_value(r.lmbda),
                      _num(r.base_test_accuracy), _num(r.test_accuracy), _num(r.difference, "+.4f"), r.note]
                     for r in found.itertuples(index=False)]
-            out += [markdown_table(["framework", "\u03b7", "\u03bb", f"{heatmaps.BASE} test acc.",
+            out += [markdown_table(["framework", "\u03b7", "\u03bb", f"{T.BASE} test acc.",
                                     "test acc.", "difference", "note"], rows, align="lrrrrrl"), ""]
 
     diverged = cells[cells["status"] == "diverged"]
@@ -293,7 +296,5 @@ def write_report(run_dir, *, margin: float = 0.05, dpi: float = 100, figures: di
     out += _figure_links(figures, run_dir, frameworks)
 
     path = run_dir / "report.md"
-    tmp = path.with_name(f".report.md.tmp{os.getpid()}")
-    tmp.write_text("\n".join(out).rstrip() + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, "\n".join(out).rstrip() + "\n")
     return path

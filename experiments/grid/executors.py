@@ -3,7 +3,7 @@
 Every executor takes a picklable function and a list of tasks and yields
 ``(task, result)`` pairs as the cells finish, in completion order; the caller (the
 run's parent process) writes each result at once. Workers run one thread per framework
-(:func:`experiments.workers.configure_threads`), so a cell gives the same numbers in
+(:func:`experiments.runtime.limit_threads`), so a cell gives the same numbers in
 every executor and with any worker count.
 
 * ``serial``: one cell after the other in this process.
@@ -23,69 +23,11 @@ import logging
 import os
 import signal
 
+from ..runtime import limit_threads, one_thread_environment
+
 
 class WorkerLost(RuntimeError):
     """A worker process died while cells were in flight; their results are lost."""
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def one_thread_environment() -> None:
-    """Set the thread variables to 1 in this process's environment, imported nothing:
-    worker processes started from here inherit them before their first import."""
-    for var in _THREAD_VARS:
-        os.environ[var] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-def limit_threads(frameworks) -> None:
-    """One thread per framework in this process, for ``frameworks`` (idempotent).
-
-    :func:`experiments.workers.configure_threads` does the work once per process; a
-    later call for another framework (a serial run of torch after one of scratch, a
-    Dask worker reused by another run) applies that framework's limit here.
-    """
-    import importlib.util
-    import sys
-
-    from .workers import configure_threads
-
-    configure_threads(frameworks)
-    if "torch" in frameworks and importlib.util.find_spec("torch") is not None:
-        import torch
-
-        if torch.get_num_threads() != 1:
-            torch.set_num_threads(1)
-        torch.set_flush_denormal(True)
-    if "keras" in frameworks and "tensorflow" in sys.modules:
-        tf = sys.modules["tensorflow"]
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except (RuntimeError, AttributeError):  # TensorFlow already initialised its pools
-            try:
-                threads = tf.config.threading.get_intra_op_parallelism_threads()
-            except AttributeError:
-                threads = 1
-            if threads != 1:
-                import warnings
-
-                warnings.warn("TensorFlow was initialised in this process before the grid could limit it to "
-                              "one thread; Keras cells run here may differ in the last bits from the same cells "
-                              "on the process or dask executors", RuntimeWarning, stacklevel=2)
-    elif "keras" in frameworks and importlib.util.find_spec("tensorflow") is not None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        if importlib.util.find_spec("torch") is not None:
-            import torch  # noqa: F401  torch before TensorFlow (DESIGN.md section 5)
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass
 
 
 def _init_worker(frameworks):

@@ -1,4 +1,4 @@
-"""``xfw parity``: the parity matrix outside pytest (registered into :mod:`experiments.cli`).
+"""``xfw parity``: the parity matrix outside pytest.
 
 Usage::
 
@@ -6,7 +6,7 @@ Usage::
                [--dtype float64,float32] [--frameworks torch,keras]
                [--format table|json|markdown] [--out DIR] [--name NAME] [--failures-only]
 
-Each option filters its own part of the matrix (:mod:`experiments.parity.runner`):
+Each option filters its own part of the matrix (:mod:`experiments.parity`):
 ``--layers`` the layer cases (kinds ``conv, maxpool, avgpool, dense, flatten, activation,
 dropout``), ``--arch`` the model parity and the optimizer trajectories (which run on the
 first architecture named, default ``course_cnn``, in float64 only), ``--dtype`` every part,
@@ -64,7 +64,10 @@ import math
 import os
 import sys
 
-from .cli import UsageError, one_line_errors
+from .. import options
+from ..errors import UsageError
+from ..files import atomic_write
+from .args import one_line_errors
 
 FORMATS = ("table", "json", "markdown")
 EXTENSIONS = {"table": "txt", "json": "json", "markdown": "md"}
@@ -95,41 +98,22 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_parity)
 
 
-def _split(values):
-    if values is None:
-        return None
-    return [v.strip() for text in values for v in text.split(",") if v.strip()]
-
-
-def _choose(option: str, values, allowed, what: str):
-    """``values`` checked against ``allowed`` (None: all of them)."""
-    values = _split(values)
-    if values is None:
-        return tuple(allowed)
-    if not values:
-        raise UsageError(f"{option}: the list is empty; choose from {', '.join(allowed)}")
-    for v in values:
-        if v not in allowed:
-            hint = " (scratch is the reference every framework is compared with)" if v == "scratch" else ""
-            raise UsageError(f"{option}: unknown {what} {v!r}{hint}; valid: {', '.join(allowed)}")
-    return tuple(dict.fromkeys(values))
-
-
 def parse_options(args) -> dict:
     from experiments.parity import cases, runner
     from scratch import architectures
 
     opts = {
-        "parts": _choose("--parts", args.parts, runner.PARTS, "part"),
-        "archs": _choose("--arch", args.arch, architectures.names(), "architecture"),
-        "kinds": _choose("--layers", args.layers, cases.LAYER_KINDS, "layer kind"),
-        "dtypes": _choose("--dtype", args.dtype, cases.DTYPES, "dtype"),
-        "frameworks": _choose("--frameworks", args.frameworks, runner.FRAMEWORKS, "framework"),
+        "parts": options.choices("--parts", args.parts, runner.PARTS, "part"),
+        "archs": options.choices("--arch", args.arch, architectures.names(), "architecture"),
+        "kinds": options.choices("--layers", args.layers, cases.LAYER_KINDS, "layer kind"),
+        "dtypes": cases.DTYPES if args.dtype is None else options.choices("--dtype", args.dtype, options.DTYPES,
+                                                                            "dtype"),
+        "frameworks": options.frameworks(args.frameworks, allowed=runner.FRAMEWORKS),
     }
     if opts["parts"] == ("optimizers",) and "float64" not in opts["dtypes"]:
         raise UsageError("--dtype: the optimizer trajectories run in float64 only; add float64 or another --parts")
     if args.format not in FORMATS:
-        raise UsageError(f"--format: unknown format {args.format!r}; valid: {', '.join(FORMATS)}")
+        options.choice("--format", args.format, FORMATS, "format")
     if args.name is not None and (not args.name or os.sep in args.name or args.name in (".", "..")):
         raise UsageError(f"--name: {args.name!r} is not a file name")
     return opts
@@ -232,10 +216,7 @@ def cmd_parity(args) -> int:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"{name}.{EXTENSIONS[args.format]}")
     text = render(report, opts, args.format, created)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     if args.format == "json":
         sys.stdout.write(text)
         print(f"{summary(report)}; written to {path}", file=sys.stderr)
@@ -244,13 +225,3 @@ def cmd_parity(args) -> int:
                          else text)
         print(f"written to {path}")
     return 0 if report.passed else 1
-
-
-def main(argv=None) -> int:  # pragma: no cover - convenience: python -m experiments.parity_cli
-    from .cli import main as xfw_main
-
-    return xfw_main(["parity"] + list(sys.argv[1:] if argv is None else argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Heatmaps of an eta x lambda grid search, drawn from a run folder.
+"""The figures of an eta x lambda grid search, drawn from a run folder.
 
 A run folder holds ``cells.csv`` (one row per cell and seed), ``curves.csv`` (one row
 per cell, seed and epoch) and ``manifest.json``. :func:`draw_run` reads them and writes
@@ -21,13 +21,13 @@ line-hatched background with ``fail``. Cells not (yet) in ``cells.csv`` stay bla
 
 Everything is drawn with matplotlib's object API on Agg canvases (``Figure`` +
 ``FigureCanvasAgg``), never through pyplot, so nothing needs a display and no figure
-outlives its save.
+outlives its save. The numbers come from :mod:`experiments.grid.tables`, the files from
+:mod:`experiments.grid.store`; every file is written atomically (:mod:`experiments.files`).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -40,212 +40,17 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-__all__ = [
-    "METRICS", "CELL_COLUMNS", "CURVE_COLUMNS", "read_cells", "read_curves", "read_manifest",
-    "framework_order", "grid_axes", "cell_summary", "grid_table", "status_table",
-    "difference_table", "heatmap_figure", "side_by_side_figure", "difference_figure",
-    "curves_figure", "draw_run", "drawn_figures", "pow10_label",
-]
-
-BASE = "scratch"
-CANONICAL_ORDER = ("scratch", "keras", "torch")
-METRICS = ("train_accuracy", "test_accuracy")
-METRIC_NAMES = {
-    "train_accuracy": "train accuracy", "test_accuracy": "test accuracy",
-    "train_loss": "train loss", "test_loss": "test loss", "seconds": "seconds",
-}
-CELL_COLUMNS = ("framework", "eta", "lmbda", "seed", "epochs", "train_loss", "train_accuracy",
-                "test_loss", "test_accuracy", "status", "diverged_epoch", "seconds", "error")
-CURVE_COLUMNS = ("framework", "eta", "lmbda", "seed", "epoch", "loss", "train_loss",
-                 "train_accuracy", "test_loss", "test_accuracy")
-_NUMERIC_CELL = ("eta", "lmbda", "epochs", "train_loss", "train_accuracy", "test_loss",
-                 "test_accuracy", "diverged_epoch", "seconds")
-_NUMERIC_CURVE = ("eta", "lmbda", "epoch", "loss", "train_loss", "train_accuracy",
-                  "test_loss", "test_accuracy")
+from ..files import atomic_write, atomic_write_with
+from .store import CELLS, CURVES, MANIFEST, read_cells, read_curves, read_manifest
+from .labels import colour_limits, metric_name, pow10_label, seed_note, two_line_title
+from .tables import (BASE, METRICS, SAME_VALUE_RTOL, as_cells, cell_summary, difference_table, framework_order,
+                     grid_axes, grid_table, status_table)
 
 # How a masked cell is marked: hatch of the background patch, and its text.
 _MARKS = {
     "diverged": dict(hatch="xx", text="div", color="#8b0000"),
     "failed": dict(hatch="//", text="fail", color="0.1"),
 }
-_RTOL = 1e-9  # two grid values closer than this (relative) are the same value
-
-
-# --------------------------------------------------------------------------- reading
-
-def _read_csv(path: Path, columns, numeric) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"framework": str, "status": str, "error": str},
-                        keep_default_na=True)
-    for column in columns:
-        if column not in frame.columns:
-            frame[column] = np.nan
-    for column in numeric:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    frame["framework"] = frame["framework"].astype(str).str.strip()
-    return frame
-
-
-def read_cells(run_dir) -> pd.DataFrame:
-    """``run_dir/cells.csv`` as a DataFrame, numeric columns as floats, status lower case."""
-    path = Path(run_dir) / "cells.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no cells.csv in this run folder")
-    cells = _read_csv(path, CELL_COLUMNS, _NUMERIC_CELL)
-    cells["status"] = cells["status"].fillna("failed").astype(str).str.strip().str.lower()
-    cells["error"] = cells["error"].fillna("").astype(str)
-    return cells
-
-
-def read_curves(run_dir) -> pd.DataFrame | None:
-    """``run_dir/curves.csv`` as a DataFrame, or None when the run has none."""
-    path = Path(run_dir) / "curves.csv"
-    if not path.is_file():
-        return None
-    return _read_csv(path, CURVE_COLUMNS, _NUMERIC_CURVE)
-
-
-def read_manifest(run_dir) -> dict:
-    """``run_dir/manifest.json``, or an empty dict when the run has none."""
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _as_cells(cells) -> pd.DataFrame:
-    if isinstance(cells, (str, os.PathLike)):
-        return read_cells(cells)
-    return cells
-
-
-# --------------------------------------------------------------------------- the grid
-
-def framework_order(cells, manifest: dict | None = None) -> list[str]:
-    """Frameworks present in ``cells``: the manifest's order, else scratch, keras, torch, then the rest."""
-    present = list(dict.fromkeys(_as_cells(cells)["framework"].tolist()))
-    wanted = list((manifest or {}).get("config", {}).get("frameworks", [])) or list(CANONICAL_ORDER)
-    ordered = [f for f in wanted if f in present]
-    return ordered + sorted(f for f in present if f not in ordered)
-
-
-def _unique_sorted(values) -> list[float]:
-    out: list[float] = []
-    for value in sorted(float(v) for v in values if v is not None and np.isfinite(float(v))):
-        if not out or not math.isclose(value, out[-1], rel_tol=_RTOL, abs_tol=0.0):
-            out.append(value)
-    return out
-
-
-def grid_axes(cells, manifest: dict | None = None) -> tuple[list[float], list[float]]:
-    """(etas, lmbdas), ascending: the manifest's grid joined with the values seen in ``cells``."""
-    cells = _as_cells(cells)
-    config = (manifest or {}).get("config", {})
-    etas = _unique_sorted(list(config.get("etas", [])) + cells["eta"].tolist())
-    lmbdas = _unique_sorted(list(config.get("lmbdas", [])) + cells["lmbda"].tolist())
-    return etas, lmbdas
-
-
-def _position(axis: list[float], value: float) -> int:
-    for i, candidate in enumerate(axis):
-        if math.isclose(candidate, value, rel_tol=_RTOL, abs_tol=0.0):
-            return i
-    raise KeyError(f"{value!r} is not on the grid axis {axis}")
-
-
-def _seed_status(statuses) -> str:
-    statuses = set(statuses)
-    if "diverged" in statuses:
-        return "diverged"
-    if statuses - {"ok"}:
-        return "failed"
-    return "ok"
-
-
-def cell_summary(cells, framework: str, *, etas=None, lmbdas=None) -> pd.DataFrame:
-    """One row per (eta, lambda) of ``framework`` that has results, seeds folded together.
-
-    Columns: eta, lmbda (snapped to the grid axes), status ("ok", "diverged" if any seed
-    diverged, else "failed" if any seed failed or has another status), n_seeds, epochs
-    (the most any seed ran), the mean over seeds of every metric (NaN unless "ok"), and
-    error (the first non-empty error message).
-    """
-    cells = _as_cells(cells)
-    if etas is None or lmbdas is None:
-        auto_etas, auto_lmbdas = grid_axes(cells)
-        etas = auto_etas if etas is None else _unique_sorted(etas)
-        lmbdas = auto_lmbdas if lmbdas is None else _unique_sorted(lmbdas)
-    rows = cells[cells["framework"] == framework]
-    metrics = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
-    out = []
-    if len(rows):
-        keys = pd.DataFrame({
-            "i": [_position(etas, v) for v in rows["eta"]],
-            "j": [_position(lmbdas, v) for v in rows["lmbda"]],
-        }, index=rows.index)
-        for (i, j), group in rows.groupby([keys["i"], keys["j"]], sort=True):
-            status = _seed_status(group["status"])
-            record = {"eta": etas[i], "lmbda": lmbdas[j], "status": status,
-                      "n_seeds": int(group["seed"].nunique(dropna=False)),
-                      "epochs": float(group["epochs"].max())}
-            for metric in metrics:
-                record[metric] = float(group[metric].mean()) if status == "ok" else math.nan
-            errors = [e for e in group["error"].astype(str) if e.strip() and e != "nan"]
-            record["error"] = errors[0] if errors else ""
-            out.append(record)
-    columns = ["eta", "lmbda", "status", "n_seeds", "epochs", *metrics, "error"]
-    return pd.DataFrame(out, columns=columns)
-
-
-def _empty_table(etas, lmbdas, fill, dtype) -> pd.DataFrame:
-    table = pd.DataFrame(fill, index=pd.Index(etas, name="eta", dtype=float),
-                         columns=pd.Index(lmbdas, name="lmbda", dtype=float), dtype=dtype)
-    return table
-
-
-def grid_table(cells, framework: str, metric: str, *, etas=None, lmbdas=None) -> pd.DataFrame:
-    """The numbers behind one heatmap: rows eta ascending, columns lambda ascending.
-
-    Values are the mean of ``metric`` over seeds; NaN where the cell diverged (any
-    seed), failed, or has no result. ``cells`` is a DataFrame as read by
-    :func:`read_cells` (or a run folder). ``etas``/``lmbdas`` fix the axes (default:
-    the values present in ``cells``).
-    """
-    cells = _as_cells(cells)
-    if etas is None or lmbdas is None:
-        auto_etas, auto_lmbdas = grid_axes(cells)
-        etas = auto_etas if etas is None else _unique_sorted(etas)
-        lmbdas = auto_lmbdas if lmbdas is None else _unique_sorted(lmbdas)
-    table = _empty_table(etas, lmbdas, math.nan, float)
-    summary = cell_summary(cells, framework, etas=etas, lmbdas=lmbdas)
-    for row in summary.itertuples(index=False):
-        table.loc[row.eta, row.lmbda] = getattr(row, metric)
-    return table
-
-
-def status_table(cells, framework: str, *, etas=None, lmbdas=None) -> pd.DataFrame:
-    """Same shape as :func:`grid_table`: "ok", "diverged", "failed" or "missing" per cell."""
-    cells = _as_cells(cells)
-    if etas is None or lmbdas is None:
-        auto_etas, auto_lmbdas = grid_axes(cells)
-        etas = auto_etas if etas is None else _unique_sorted(etas)
-        lmbdas = auto_lmbdas if lmbdas is None else _unique_sorted(lmbdas)
-    table = _empty_table(etas, lmbdas, "missing", object)
-    for row in cell_summary(cells, framework, etas=etas, lmbdas=lmbdas).itertuples(index=False):
-        table.loc[row.eta, row.lmbda] = row.status
-    return table
-
-
-def difference_table(cells, other: str, metric: str = "test_accuracy", *, base: str = BASE,
-                     etas=None, lmbdas=None) -> pd.DataFrame:
-    """``grid_table(other) - grid_table(base)``: NaN unless both cells are "ok"."""
-    cells = _as_cells(cells)
-    if etas is None or lmbdas is None:
-        auto_etas, auto_lmbdas = grid_axes(cells)
-        etas = auto_etas if etas is None else _unique_sorted(etas)
-        lmbdas = auto_lmbdas if lmbdas is None else _unique_sorted(lmbdas)
-    return (grid_table(cells, other, metric, etas=etas, lmbdas=lmbdas)
-            - grid_table(cells, base, metric, etas=etas, lmbdas=lmbdas))
 
 
 def _difference_marks(status_other: pd.DataFrame, status_base: pd.DataFrame, other: str,
@@ -265,68 +70,6 @@ def _difference_marks(status_other: pd.DataFrame, status_base: pd.DataFrame, oth
                 mark = ("missing", "")
             marks[i, j] = mark
     return marks
-
-
-# --------------------------------------------------------------------------- labels
-
-def pow10_label(value: float) -> str:
-    """Tick label of a grid value: ``$10^{-5}$``; ``$2.5\\times10^{-3}$``; ``0``."""
-    value = float(value)
-    if value == 0:
-        return "0"
-    if not np.isfinite(value):
-        return str(value)
-    sign = "-" if value < 0 else ""
-    exponent = math.floor(math.log10(abs(value)))
-    mantissa = abs(value) / 10.0 ** exponent
-    if math.isclose(mantissa, 10.0, rel_tol=1e-6):
-        mantissa, exponent = 1.0, exponent + 1
-    if math.isclose(mantissa, 1.0, rel_tol=1e-6):
-        return f"${sign}10^{{{exponent}}}$"
-    return f"${sign}{mantissa:.3g}\\times10^{{{exponent}}}$"
-
-
-def _metric_name(metric: str) -> str:
-    return METRIC_NAMES.get(metric, metric.replace("_", " "))
-
-
-def _seed_note(cells, frameworks) -> str:
-    """" (mean over 2 seeds)" when a framework has several seeds in a cell, else ""."""
-    per_framework = {}
-    for framework in frameworks:
-        counts = cell_summary(cells, framework)["n_seeds"].tolist()
-        if counts:
-            low, high = min(counts), max(counts)
-            per_framework[framework] = str(low) if low == high else f"{low}\u2013{high}"
-    if all(n == "1" for n in per_framework.values()):
-        return ""
-    if len(set(per_framework.values())) == 1:
-        return f" (mean over {next(iter(per_framework.values()))} seeds)"
-    return " (mean over seeds: " + ", ".join(f"{f} {n}" for f, n in per_framework.items()) + ")"
-
-
-def _two_line_title(title: str, note: str) -> str:
-    """The title, and the seed note (without its brackets) on a second line."""
-    note = note.strip()
-    return f"{title}\n{note[1:-1]}" if note else title
-
-
-def _limits(*tables, symmetric=False, floor=0.0) -> tuple[float, float]:
-    values = np.concatenate([np.asarray(t, dtype=float).ravel() for t in tables]) if tables else np.array([])
-    values = values[np.isfinite(values)]
-    if symmetric:
-        limit = float(np.max(np.abs(values))) if values.size else 0.0
-        limit = max(limit, floor)
-        if limit == 0:
-            limit = 1e-3
-        return -limit, limit
-    if not values.size:
-        return 0.0, 1.0
-    low, high = float(values.min()), float(values.max())
-    if low == high:
-        pad = 0.01 if low == 0 else abs(low) * 0.01
-        low, high = low - pad, high + pad
-    return low, high
 
 
 # --------------------------------------------------------------------------- drawing
@@ -439,17 +182,17 @@ def _kinds(marks) -> set:
 def heatmap_figure(cells, framework: str, metric: str = "test_accuracy", *, etas=None, lmbdas=None,
                    fmt: str = ".3f", cmap: str = "viridis", dpi: float = 100) -> Figure:
     """One framework, one metric, as in the course (viridis, annotated, eta down, lambda across)."""
-    cells = _as_cells(cells)
+    cells = as_cells(cells)
     if etas is None or lmbdas is None:
         etas, lmbdas = grid_axes(cells)
     table = grid_table(cells, framework, metric, etas=etas, lmbdas=lmbdas)
     marks = _status_marks(status_table(cells, framework, etas=etas, lmbdas=lmbdas))
     figure, (ax,), cbar_ax = _heatmap_layout(1, len(etas), len(lmbdas), dpi)
     ax.set_label(f"heatmap:{framework}")
-    vmin, vmax = _limits(table)
+    vmin, vmax = colour_limits(table)
     _draw_heatmap(ax, table, marks, cmap=cmap, vmin=vmin, vmax=vmax, fmt=fmt, cbar_ax=cbar_ax,
-                  cbar_label=_metric_name(metric))
-    ax.set_title(_two_line_title(f"{framework}: {_metric_name(metric)}", _seed_note(cells, [framework])))
+                  cbar_label=metric_name(metric))
+    ax.set_title(two_line_title(f"{framework}: {metric_name(metric)}", seed_note(cells, [framework])))
     _footnote(figure, _kinds(marks))
     return figure
 
@@ -461,21 +204,21 @@ def side_by_side_figure(cells, metric: str = "test_accuracy", frameworks=None, *
     Heatmap axes are labelled ``"heatmap:<framework>"`` and the colour bar ``"colorbar"``
     (``Axes.get_label()``), so callers can find them.
     """
-    cells = _as_cells(cells)
+    cells = as_cells(cells)
     frameworks = list(frameworks) if frameworks is not None else framework_order(cells)
     if etas is None or lmbdas is None:
         etas, lmbdas = grid_axes(cells)
     tables = [grid_table(cells, f, metric, etas=etas, lmbdas=lmbdas) for f in frameworks]
     marks = [_status_marks(status_table(cells, f, etas=etas, lmbdas=lmbdas)) for f in frameworks]
-    vmin, vmax = _limits(*tables)
+    vmin, vmax = colour_limits(*tables)
     figure, axes, cbar_ax = _heatmap_layout(len(frameworks), len(etas), len(lmbdas), dpi, suptitle=True)
     for k, (ax, framework, table, mark) in enumerate(zip(axes, frameworks, tables, marks)):
         ax.set_label(f"heatmap:{framework}")
         _draw_heatmap(ax, table, mark, cmap=cmap, vmin=vmin, vmax=vmax, fmt=fmt, cbar=(k == 0),
-                      cbar_ax=cbar_ax if k == 0 else None, cbar_label=_metric_name(metric),
+                      cbar_ax=cbar_ax if k == 0 else None, cbar_label=metric_name(metric),
                       ylabel=(k == 0))
-        ax.set_title(f"{framework}{_seed_note(cells, [framework])}")
-    figure.suptitle(f"{_metric_name(metric).capitalize()}: all frameworks on one colour scale")
+        ax.set_title(f"{framework}{seed_note(cells, [framework])}")
+    figure.suptitle(f"{metric_name(metric).capitalize()}: all frameworks on one colour scale")
     _footnote(figure, set().union(*[_kinds(m) for m in marks]) if marks else set())
     return figure
 
@@ -490,21 +233,21 @@ def difference_figure(cells, other: str, metric: str = "test_accuracy", *, base:
     framework diverged or failed is masked and marked, naming the framework when only
     one did.
     """
-    cells = _as_cells(cells)
+    cells = as_cells(cells)
     if etas is None or lmbdas is None:
         etas, lmbdas = grid_axes(cells)
     table = difference_table(cells, other, metric, base=base, etas=etas, lmbdas=lmbdas)
     marks = _difference_marks(status_table(cells, other, etas=etas, lmbdas=lmbdas),
                               status_table(cells, base, etas=etas, lmbdas=lmbdas), other, base)
-    vmin, vmax = _limits(table, symmetric=True, floor=margin)
+    vmin, vmax = colour_limits(table, symmetric=True, floor=margin)
     data = table.to_numpy(dtype=float)
     outline = np.isfinite(data) & (np.abs(data) > margin)
     figure, (ax,), cbar_ax = _heatmap_layout(1, len(etas), len(lmbdas), dpi)
     ax.set_label(f"heatmap:{other}-{base}")
     _draw_heatmap(ax, table, marks, cmap=cmap, vmin=vmin, vmax=vmax, center=0.0, fmt=fmt, cbar_ax=cbar_ax,
                   cbar_label=f"{other} \u2212 {base}", outline=outline)
-    ax.set_title(_two_line_title(f"{_metric_name(metric).capitalize()}: {other} \u2212 {base}",
-                                 _seed_note(cells, [other, base])))
+    ax.set_title(two_line_title(f"{metric_name(metric).capitalize()}: {other} \u2212 {base}",
+                                 seed_note(cells, [other, base])))
     kinds = _kinds(marks)
     _footnote(figure, kinds)
     if outline.any():
@@ -539,7 +282,7 @@ def curves_figure(curves: pd.DataFrame, cells, frameworks=None, *, top: int = 5,
     Top row: training loss (the epoch's objective, ``loss``; ``train_loss`` if absent),
     solid, and test loss, dashed. Bottom row: test accuracy, solid, and train accuracy, dashed.
     """
-    cells = _as_cells(cells)
+    cells = as_cells(cells)
     frameworks = list(frameworks) if frameworks is not None else framework_order(cells)
     frameworks = [f for f in frameworks if (curves["framework"] == f).any()]
     if etas is None or lmbdas is None:
@@ -557,8 +300,8 @@ def curves_figure(curves: pd.DataFrame, cells, frameworks=None, *, top: int = 5,
         bottom_ax.set_label(f"accuracy:{framework}")
         for colour, (eta, lmbda) in zip(colours, chosen):
             selected = curves[(curves["framework"] == framework).to_numpy()
-                              & np.isclose(curve_eta, eta, rtol=_RTOL, atol=0)
-                              & np.isclose(curve_lmbda, lmbda, rtol=_RTOL, atol=0)]
+                              & np.isclose(curve_eta, eta, rtol=SAME_VALUE_RTOL, atol=0)
+                              & np.isclose(curve_lmbda, lmbda, rtol=SAME_VALUE_RTOL, atol=0)]
             if selected.empty:
                 continue
             mean = selected.groupby("epoch").mean(numeric_only=True).sort_index()
@@ -586,7 +329,7 @@ def curves_figure(curves: pd.DataFrame, cells, frameworks=None, *, top: int = 5,
                 Line2D([], [], color="0.3", linestyle="--", label="dashed: test loss,\ntrain accuracy")]
     figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     figure.suptitle(f"Loss and accuracy over the epochs, best {len(chosen)} cells"
-                    f"{_seed_note(cells, frameworks)}")
+                    f"{seed_note(cells, frameworks)}")
     figure.subplots_adjust(left=1.1 / figure.get_figwidth(), right=1 - 2.2 / figure.get_figwidth(),
                            bottom=0.1, top=0.88, wspace=0.08, hspace=0.1)
     return figure
@@ -594,24 +337,12 @@ def curves_figure(curves: pd.DataFrame, cells, frameworks=None, *, top: int = 5,
 
 def _snap(value: float, axis: list[float]) -> float:
     for candidate in axis:
-        if math.isclose(candidate, value, rel_tol=_RTOL, abs_tol=0.0):
+        if math.isclose(candidate, value, rel_tol=SAME_VALUE_RTOL, abs_tol=0.0):
             return candidate
     return float(value)
 
 
 # --------------------------------------------------------------------------- saving
-
-def _replace_into(path: Path, write) -> Path:
-    """Write through ``write(tmp_path)`` then rename onto ``path`` (no half-written file)."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
 
 def _save_figure(figure: Figure, folder: Path, stem: str, dpi: float) -> dict[str, Path]:
     out = {}
@@ -619,7 +350,7 @@ def _save_figure(figure: Figure, folder: Path, stem: str, dpi: float) -> dict[st
         for fmt in ("png", "svg"):
             path = folder / f"{stem}.{fmt}"
             metadata = {"Date": None} if fmt == "svg" else None
-            _replace_into(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata))
+            atomic_write_with(path, lambda tmp: figure.savefig(tmp, format=fmt, dpi=dpi, metadata=metadata))
             out[f"{stem}.{fmt}"] = path
     figure.clear()  # figures are never registered with pyplot: clearing frees everything
     return out
@@ -627,7 +358,7 @@ def _save_figure(figure: Figure, folder: Path, stem: str, dpi: float) -> dict[st
 
 def _save_table(table: pd.DataFrame, folder: Path, stem: str, **kwargs) -> dict[str, Path]:
     path = folder / f"{stem}.csv"
-    _replace_into(path, lambda tmp: table.to_csv(tmp, **kwargs))
+    atomic_write_with(path, lambda tmp: table.to_csv(tmp, **kwargs))
     return {f"{stem}.csv": path}
 
 
@@ -641,8 +372,10 @@ def draw_run(run_dir, *, margin: float = 0.05, dpi: float = 100, top_curves: int
     gives ok/diverged/failed/missing per cell.
     """
     run_dir = Path(run_dir)
+    if not (run_dir / CELLS).is_file():
+        raise FileNotFoundError(f"{run_dir / CELLS}: no {CELLS} in this run folder")
     cells = read_cells(run_dir)
-    manifest = read_manifest(run_dir)
+    manifest = read_manifest(run_dir, missing_ok=True)
     curves = read_curves(run_dir)
     folder = run_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
@@ -684,7 +417,7 @@ def draw_run(run_dir, *, margin: float = 0.05, dpi: float = 100, top_curves: int
 
     index = {"margin": margin, "dpi": dpi, "top_curves": top_curves, "inputs": _input_stamp(run_dir),
              "files": sorted(out)}
-    _replace_into(folder / INDEX, lambda tmp: tmp.write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8"))
+    atomic_write(folder / INDEX, json.dumps(index, indent=1) + "\n")
     return out
 
 
@@ -693,7 +426,7 @@ INDEX = "index.json"  # in figures/: what draw_run drew, from which inputs, with
 
 def _input_stamp(run_dir: Path) -> dict:
     stamp = {}
-    for name in ("cells.csv", "curves.csv", "manifest.json"):
+    for name in (CELLS, CURVES, MANIFEST):
         path = Path(run_dir) / name
         stamp[name] = [path.stat().st_size, path.stat().st_mtime_ns] if path.is_file() else None
     return stamp

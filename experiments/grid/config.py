@@ -4,7 +4,7 @@
 uses the same names (a flat table; see ``experiments/configs/course.toml``); options
 given on the command line override the file (:meth:`GridConfig.merged`).
 :meth:`GridConfig.validate` checks everything before any training starts and raises
-:class:`experiments.cli.UsageError` (a ``ValueError``) whose one-line message starts
+:class:`experiments.errors.UsageError` (a ``ValueError``) whose one-line message starts
 with the option's name and says what is allowed.
 
 The *identity* of a run (:data:`IDENTITY_FIELDS`) is every field that changes the
@@ -22,13 +22,16 @@ import math
 import os
 from dataclasses import dataclass
 
+from .. import options
+from ..errors import UsageError
+from ..runtime import FRAMEWORKS, missing
+
 #: ``np.logspace(-5, 1, 7)`` as the course writes it, rounded to 12 significant digits
 #: (NumPy's first value is 9.999999999999999e-06, one ulp below 1e-05; the rounded
 #: values are the ones a reader sees, writes in a TOML file and types on the CLI).
 DEFAULT_GRID = (1e-05, 1e-04, 1e-03, 1e-02, 0.1, 1.0, 10.0)
-FRAMEWORKS = ("scratch", "keras", "torch")
 EXECUTORS = ("serial", "process", "dask")
-DTYPES = ("float32", "float64")
+
 FLAVORS = ("keras", "torch")
 INITS = ("scratch", "native")
 TRAIN_EVALS = ("every", "last")
@@ -50,9 +53,7 @@ def option(name: str) -> str:
     return OPTION.get(name, "--" + name.replace("_", "-"))
 
 
-def _usage_error(message: str):
-    from .cli import UsageError
-
+def _usage_error(message: str) -> UsageError:
     return UsageError(message)
 
 
@@ -172,38 +173,25 @@ class GridConfig:
         once on the data's input shape) and returned; otherwise None is returned.
         """
         from scratch import architectures
-        from scratch.optimizers import OPTIMIZERS
-
-        from . import datasets
-        from .frameworks import missing
 
         def bad(name, text):
             return _usage_error(f"{option(name)}: {text}")
 
-        def choice(name, value, allowed):
-            if value not in allowed:
-                raise bad(name, f"unknown {value!r}; allowed: {', '.join(allowed)}")
-
-        choice("arch", self.arch, architectures.names())
-        choice("dataset", self.dataset, datasets.DATASETS)
-        choice("optimizer", self.optimizer, OPTIMIZERS)
-        choice("dtype", self.dtype, DTYPES)
-        choice("flavor", self.flavor, FLAVORS)
-        choice("init", self.init, INITS)
-        choice("train_eval", self.train_eval, TRAIN_EVALS)
-        choice("executor", self.executor, EXECUTORS)
+        options.arch(self.arch, option("arch"))
+        options.dataset(self.dataset, option("dataset"))
+        options.optimizer(self.optimizer, option("optimizer"))
+        options.dtype(self.dtype, option("dtype"))
+        options.choice(option("flavor"), self.flavor, FLAVORS, "flavour")
+        options.choice(option("init"), self.init, INITS, "initialisation")
+        options.choice(option("train_eval"), self.train_eval, TRAIN_EVALS, "value")
+        options.choice(option("executor"), self.executor, EXECUTORS, "executor")
         from scratch import losses
 
         try:
             losses.get(self.loss)
         except (KeyError, ValueError) as e:
             raise bad("loss", str(e.args[0] if e.args else e)) from None
-        if not self.frameworks:
-            raise bad("frameworks", f"the list is empty; allowed: {', '.join(FRAMEWORKS)}")
-        for fw in self.frameworks:
-            choice("frameworks", fw, FRAMEWORKS)
-        if len(set(self.frameworks)) != len(self.frameworks):
-            raise bad("frameworks", f"{', '.join(self.frameworks)} names a framework twice")
+        options.frameworks(self.frameworks, option("frameworks"))
         for fw in self.frameworks:
             absent = missing(fw)
             if absent:
@@ -262,7 +250,7 @@ class GridConfig:
 
 def load_dataset(config: GridConfig):
     """The config's data set (the split seed is always 0: ``seeds`` vary the model, not the data)."""
-    from . import datasets
+    from .. import datasets
 
     return datasets.load(config.dataset, path=config.data, dtype=config.dtype, seed=0, limit=config.limit)
 

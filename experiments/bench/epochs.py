@@ -1,4 +1,4 @@
-"""Speed, measured side by side in one run (``xfw bench`` / ``python -m experiments.bench``).
+"""Speed, measured side by side in one run (``xfw bench``).
 
 Tables:
 
@@ -25,9 +25,8 @@ import numpy as np
 from scratch import architectures
 from scratch.layers import Conv2DOp
 
-from . import datasets
-from .frameworks import FRAMEWORKS, check_names, make_trainer, missing
-from .workers import configure_threads
+from .. import datasets
+from ..runtime import FRAMEWORKS, available, limit_threads, make_trainer
 
 
 class LoopConv2DOp(Conv2DOp):
@@ -117,8 +116,8 @@ def loop_table(data, *, batch_size=100, epochs=3):
     for name, always_dx in (("loop_course", True), ("loop_same_work", False)):
         slow = scratch.Trainer(layers, data.input_shape, learning_rate=0.01, l2=1e-4)
         conv = slow.model.ops[0]
-        loop = LoopConv2DOp.__new__(LoopConv2DOp)
-        loop.__dict__.update(conv.__dict__)  # same parameters and geometry, loop arithmetic
+        loop = LoopConv2DOp(conv.index, conv.input_shape, slow.model.layers[0], slow.model.dtype)
+        loop.params, loop.grads = conv.params, conv.grads  # the model's live arrays: the optimizer updates them
         loop.always_dx = always_dx
         slow.model.ops[0] = loop
         start = time.perf_counter()  # one epoch: the loop version is too slow to repeat
@@ -135,9 +134,8 @@ def _print_table(title, rows):
 
 
 def main(args) -> int:
-    configure_threads()
-    frameworks = check_names(args.frameworks) if args.frameworks else FRAMEWORKS
-    frameworks = tuple(f for f in frameworks if not missing(f))
+    limit_threads()
+    frameworks = available(args.frameworks or FRAMEWORKS)
     digits = datasets.digits()
     print(f"course_cnn, SGD, batch 100, training epoch only, median of {args.epochs} after a warm-up; "
           f"{digits.x_train.shape[0]} training samples")
@@ -156,11 +154,3 @@ def main(args) -> int:
 
         bench_grid()
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    from .cli import main as cli_main
-
-    sys.exit(cli_main(["bench"] + sys.argv[1:]))

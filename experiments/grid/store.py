@@ -1,4 +1,6 @@
-"""The results of grid runs on disk: one folder per run.
+"""The results of grid runs on disk, one folder per run: the only reader and writer.
+
+Everything else (the runner, the tables, the figures, the report) goes through this module.
 
 ``<out>/<run>/``::
 
@@ -6,8 +8,8 @@
                     start/end times and status ("running" | "finished" | "interrupted")
     cells.csv       one row per finished cell (CELL_COLUMNS), the source of truth
     curves.csv      one row per epoch of every cell in cells.csv (CURVE_COLUMNS), tidy
-    figures/        heatmaps (experiments.heatmaps)
-    report.md       the run's report (experiments.report)
+    figures/        heatmaps (experiments.grid.figures)
+    report.md       the run's report (experiments.grid.report)
 
 Writes are atomic: each file is written whole to a temporary file in the same folder,
 flushed, fsync'd and moved over the old one with ``os.replace``, so a killed process
@@ -31,7 +33,8 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
+
+from ..files import atomic_write
 
 CELL_COLUMNS = ("framework", "eta", "lmbda", "seed", "epochs", "train_loss", "train_accuracy", "test_loss",
                 "test_accuracy", "status", "diverged_epoch", "seconds", "error")
@@ -83,24 +86,6 @@ def _csv_text(columns, rows) -> str:
     for row in rows:
         w.writerow([_fmt(row.get(c)) for c in columns])
     return buf.getvalue()
-
-
-def atomic_write(path: str, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically (temporary file, fsync, os.replace)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _read_rows(path, columns, floats, ints) -> list:
@@ -191,9 +176,11 @@ class RunStore:
 # --------------------------------------------------------------------------- readers
 
 
-def read_manifest(run_dir) -> dict:
-    """The run's manifest.json as a dict."""
+def read_manifest(run_dir, *, missing_ok: bool = False) -> dict:
+    """The run's manifest.json as a dict (``{}`` when it is missing and ``missing_ok``)."""
     path = os.path.join(os.fspath(run_dir), MANIFEST)
+    if missing_ok and not os.path.exists(path):
+        return {}
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -255,7 +242,7 @@ def versions() -> dict:
 
 def git_commit(folder=None) -> dict:
     """``{"commit": sha or None, "dirty": bool or None}`` of the project's git checkout."""
-    folder = folder or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = folder or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
     def git(*args):
         return subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10)

@@ -1,0 +1,43 @@
+"""The ``xfw`` command line: ``train``, ``grid``, ``heatmap``, ``parity`` and ``bench``.
+
+Each command lives in its own module of this package and registers its parser here.
+Every option is checked before any training starts; a bad value prints one line
+``xfw: error: <option>: <what is wrong and what is allowed>`` and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UsageError
+from . import bench, grid, parity, train
+from .args import one_line_errors
+
+COMMANDS = (train, grid, parity, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = one_line_errors(argparse.ArgumentParser(
+        prog="xfw", description="The same networks in NumPy, Keras and PyTorch: train, compare, grid-search."))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("xfw: interrupted; finished results are kept", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, FileNotFoundError, KeyError, TypeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"xfw: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
