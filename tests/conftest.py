@@ -1,4 +1,4 @@
-"""Shared pytest setup: import torch before anything imports TensorFlow (DESIGN.md section 5)."""
+"""Shared pytest setup: import torch before anything imports TensorFlow."""
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -1,4 +1,4 @@
-"""``xfw parity`` (issue 4, part 7): the same matrix outside pytest, a stable JSON report,
+"""``xfw parity``: the same matrix outside pytest, a stable JSON report,
 exit status 1 on a failure and 2 on a bad option, skipped frameworks named."""
 import json
 

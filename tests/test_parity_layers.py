@@ -1,4 +1,4 @@
-"""Layer parity (issue 4, part 2): every case of the layer matrix, scratch against torch and
+"""Layer parity: every case of the layer matrix, scratch against torch and
 Keras on the same inputs and weights: forward output, input gradient and every parameter
 gradient under a random upstream gradient. float64 within 1e-10 relative; float32 within
 the measured bound of experiments/parity/tolerances.py.

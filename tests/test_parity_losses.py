@@ -1,4 +1,4 @@
-"""Loss and L2 parity (issue 4, part 3): every loss, with and without L2, against torch's
+"""Loss and L2 parity: every loss, with and without L2, against torch's
 ``torch.nn.functional`` losses with an explicit penalty and Keras's loss functions with
 ``keras.regularizers.L2``: data loss, penalty, objective, the gradient with respect to the
 logits (outputs for MSE), the output and every parameter gradient of the objective.
@@ -20,7 +20,7 @@ def test_loss_parity(case, framework):
 
 @pytest.mark.parametrize("dtype", C.DTYPES)
 def test_torch_weight_decay_is_the_l2_penalty(dtype):
-    """torch SGD(weight_decay=2*lambda) on kernels only takes scratch's L2 step (DESIGN.md 4)."""
+    """torch SGD(weight_decay=2*lambda) on kernels only takes scratch's L2 step (see docs/DESIGN.md, 'The objective and L2')."""
     require("torch")
     check(R.run_torch_decay(dtype))
 

@@ -1,4 +1,4 @@
-"""Model parity (issue 4, part 4): every registered architecture, float64 and float32:
+"""Model parity: every registered architecture, float64 and float32:
 objective, output and all gradients of one batch (categorical cross-entropy with L2), and a
 layer-by-layer comparison that names the first layer where two frameworks disagree.
 """

@@ -1,4 +1,4 @@
-"""Optimizer trajectories (issue 4, part 5): 25 steps of each optimizer with L2 on
+"""Optimizer trajectories: 25 steps of each optimizer with L2 on
 course_cnn, float64; scratch's torch flavour against torch.optim and its Keras flavour
 against keras.optimizers (Keras's float32 learning rate and float32-cast constants are
 mirrored by the flavour), every parameter after every step within 1e-9 relative.

@@ -180,7 +180,7 @@ def test_compile_checks():
 
 
 def test_course_cnn_reaches_95_percent_on_digits():
-    """The acceptance run of issue 2: xfw train with its documented values."""
+    """The acceptance run: xfw train with its documented values."""
     from experiments.cli import main
 
     from experiments import datasets
