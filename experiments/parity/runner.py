@@ -41,6 +41,7 @@ import numpy as np
 
 import scratch
 from scratch import architectures
+from scratch.optimizers import OPTIMIZERS
 
 from . import cases as C
 from . import engines as E
@@ -49,7 +50,6 @@ from .tolerances import rtol_for
 
 FRAMEWORKS = ("torch", "keras")
 PARTS = ("layers", "losses", "models", "optimizers")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam")
 STEPS = 25
 TRAJECTORY_ARCH = "course_cnn"
 TRAJECTORY_BATCH = 8
