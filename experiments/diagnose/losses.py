@@ -1,0 +1,2 @@
+def diagnose_loss(*a, **k):
+    return []

@@ -1,0 +1,2 @@
+def diagnose_network(*a, **k):
+    return []

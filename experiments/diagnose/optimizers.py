@@ -1,0 +1,2 @@
+def diagnose_optimizer(*a, **k):
+    return []
