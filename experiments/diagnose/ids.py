@@ -38,6 +38,7 @@ loss-summed-not-averaged            a mean loss summed over the batch
 loss-averaged-not-summed            a summed loss divided by the batch size
 loss-gradient-of-outputs            cross-entropy gradient taken with respect to the
                                     probabilities, not the logits
+softmax-wrong-axis                  softmax normalised over the batch axis, not the classes
 eps-outside-sqrt                    optimizer epsilon added after the square root
 eps-inside-sqrt                     optimizer epsilon added under the square root
 bias-correction-missing             Adam without bias correction
@@ -90,6 +91,7 @@ LOSS_DIVIDED_BY_CLASSES = "loss-divided-by-classes"
 LOSS_SUMMED = "loss-summed-not-averaged"
 LOSS_AVERAGED = "loss-averaged-not-summed"
 LOSS_GRADIENT_OF_OUTPUTS = "loss-gradient-of-outputs"
+SOFTMAX_AXIS = "softmax-wrong-axis"
 EPS_OUTSIDE_SQRT = "eps-outside-sqrt"
 EPS_INSIDE_SQRT = "eps-inside-sqrt"
 BIAS_CORRECTION_MISSING = "bias-correction-missing"
@@ -111,7 +113,7 @@ ALL = (RAISED, SHAPE, DTYPE, NON_FINITE, EPSILON, SCALE, KERNEL_FLIPPED, KERNEL_
        FLATTEN_ORDER, ACT_MISSING, ACT_AT_OUTPUT, ACT_OF_UPSTREAM, ACT_EXTRA, SOFTMAX_DIAGONAL, ONE_CHANNEL,
        ONE_FILTER, STRIDE_IGNORED, STRIDE_OFF_BY_ONE, PADDING_SIDE, AVGPOOL_COUNTS_PADDING, TIES_ALL,
        BATCH_MISPAIRED, BIAS_NOT_SUMMED, OVERLAP_OVERWRITES, LOSS_DIVIDED_BY_CLASSES, LOSS_SUMMED,
-       LOSS_AVERAGED, LOSS_GRADIENT_OF_OUTPUTS, EPS_OUTSIDE_SQRT, EPS_INSIDE_SQRT, BIAS_CORRECTION_MISSING,
+       LOSS_AVERAGED, LOSS_GRADIENT_OF_OUTPUTS, SOFTMAX_AXIS, EPS_OUTSIDE_SQRT, EPS_INSIDE_SQRT, BIAS_CORRECTION_MISSING,
        STEP_COUNTER_FROZEN, MOMENTUM_SIGN, DAMPENING, NESTEROV_AS_CLASSICAL, ADAGRAD_INITIAL_ACCUMULATOR,
        ACCUMULATOR_PER_ROW, L2_AFTER_STEP, L2_GRADIENT_HALF, L2_ON_BIASES, BACKWARD_USES_UPDATED_WEIGHTS,
        FIRST_LAYER_NOT_UPDATED, BATCH_SCALED_TWICE)
