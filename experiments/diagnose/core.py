@@ -104,10 +104,9 @@ def named_factors(sizes: dict) -> list:
 
 
 def name_factor(a: float, sizes: dict) -> Optional[str]:
-    for value, name in named_factors(sizes):
-        if abs(a - value) <= NAME_TOLERANCE * abs(value):
-            return name
-    return None
+    """Every name ``a`` may be ("1/N = 1/3 or 1/kh = 1/3" when N and kh are both 3), or None."""
+    names = [name for value, name in named_factors(sizes) if abs(a - value) <= NAME_TOLERANCE * abs(value)]
+    return " or ".join(dict.fromkeys(names)) or None
 
 
 def scale_text(quantity: str, a: float, sizes: dict) -> str:

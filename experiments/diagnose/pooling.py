@@ -114,13 +114,16 @@ def candidates(ctx):
     if isinstance(layer, S.Conv2D):
         contrib = np.einsum("nfij,fcab->ncijab", dz, ctx.kernel, optimize=True)
         yield Candidate(ids.OVERLAP_OVERWRITES, what, fix, _overwrite(ctx, contrib))
+        # A loop over filters inside the window loop that assigns: the last filter's part survives.
+        last = np.einsum("nij,cab->ncijab", dz[:, -1], ctx.kernel[-1], optimize=True)
+        yield Candidate(ids.OVERLAP_OVERWRITES, what + " (and each filter overwriting the previous one)", fix,
+                        _overwrite(ctx, last))
     elif isinstance(layer, S.AvgPool2D):
-        counts = ctx.base.output  # placeholder shape only
+        ho, wo = ctx.base.output.shape[2:]
         ones = np.ones((1, 1) + ctx.input_shape[1:])
         op = ctx.base.linear
         if op.pad_h != (0, 0) or op.pad_w != (0, 0):
             ones = np.pad(ones, ((0, 0), (0, 0), op.pad_h, op.pad_w))
-        ho, wo = counts.shape[2:]
         cnt = sliding_window_view(ones, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :ho, :wo].sum(axis=(-2, -1))
         g = dz / cnt
         yield Candidate(ids.OVERLAP_OVERWRITES, what, fix, _overwrite(ctx, np.broadcast_to(
