@@ -36,8 +36,9 @@ def _step_fn(name, cfg, flavour, m):
     eps_at = m.get("eps", "inside" if flavour == "keras" else "outside")
     row = m.get("row")
 
-    def sq(s):
-        return _per_row(s, row) if row else s
+    def sq(gg):
+        """The squared gradient as it enters the accumulator: per element, or one value per row."""
+        return _per_row(gg, row) if row else gg
 
     def root(s):
         return np.sqrt(s + eps) if eps_at == "inside" else np.sqrt(s) + eps
@@ -71,8 +72,8 @@ def _step_fn(name, cfg, flavour, m):
         rho, mom, centered = cfg["rho"], cfg["momentum"], cfg["centered"]
 
         def update(w, g, st, t):
-            st["s"] = rho * st.get("s", 0.0) + (1 - rho) * g * g
-            d = sq(st["s"])
+            st["s"] = rho * st.get("s", 0.0) + (1 - rho) * sq(g * g)
+            d = st["s"]
             if centered:
                 st["a"] = rho * st.get("a", 0.0) + (1 - rho) * g
                 d = d - st["a"] ** 2
@@ -86,18 +87,18 @@ def _step_fn(name, cfg, flavour, m):
         init = m.get("init", cfg["initial_accumulator_value"])
 
         def update(w, g, st, t):
-            st["G"] = st.get("G", init) + g * g
-            return w - lr * g / root(sq(st["G"]))
+            st["G"] = st.get("G", init) + sq(g * g)
+            return w - lr * g / root(st["G"])
         return update
     b1, b2 = cfg["beta_1"], cfg["beta_2"]
 
     def update(w, g, st, t):
         st["m"] = b1 * st.get("m", 0.0) + (1 - b1) * g
-        st["v"] = b2 * st.get("v", 0.0) + (1 - b2) * g * g
+        st["v"] = b2 * st.get("v", 0.0) + (1 - b2) * sq(g * g)
         t = 1 if m.get("frozen") else t
         c1 = 1.0 if m.get("no_correction") in ("both", "m") else 1 - b1 ** t
         c2 = 1.0 if m.get("no_correction") in ("both", "v") else 1 - b2 ** t
-        v = sq(st["v"])
+        v = st["v"]
         if flavour == "keras" and "eps" not in m and not m.get("no_correction"):
             return w - lr * np.sqrt(c2) / c1 * st["m"] / (np.sqrt(v) + eps)  # epsilon hat
         return w - lr / c1 * st["m"] / root(v / c2)
