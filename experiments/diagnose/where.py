@@ -39,15 +39,15 @@ def where_error_lies(got, expected, rtol, *, layout="n c h w") -> str:
     """One sentence on where ``got`` departs from ``expected`` (same shape, canonical ``layout``)."""
     off = _off(got, expected, rtol)
     names = layout.split()
-    if len(names) != off.ndim:
+    if off.ndim == 2 and names[0] == "n":
+        names = ["n", "k"]  # (N, K): a column is a class
+    elif len(names) != off.ndim:
         names = [f"axis {i}" for i in range(off.ndim)]
     total, count = off.size, int(off.sum())
     if count == 0:
         return "no entry is off"
     head = f"{count} of {total} entries are off"
     label = {"n": "sample", "c": "channel", "f": "feature", "k": "class", "out": "filter", "in": "input channel"}
-    if off.ndim == 2 and names[0] == "n":
-        names = ["n", "k"]
     for axis, name in enumerate(names):
         if name in ("h", "w", "kh", "kw"):
             continue
