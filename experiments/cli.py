@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands():
     """Subcommands defined in their own modules (grid, heatmap, parity)."""
     out = []
-    for module, name in (("experiments.grid_cli", "grid"), ("experiments.parity_cli", "parity")):
+    for module, name in (("experiments.grid_cli", "grid"), ("experiments.parity_cli", "parity"), ("experiments.check_cli", "check")):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -17,8 +17,9 @@ Public names: :func:`layer`, :func:`loss`, :func:`optimizer`, :func:`network`,
 :class:`UserLayer` (one entry of a network), :class:`Report`, :class:`CheckUsageError`,
 :func:`run_file` (what ``xfw check FILE.py`` runs).
 """
+from .files import run_file
 from .layer import layer
 from .report import Report
 from .user_layer import CheckUsageError, UserLayer
 
-__all__ = ["CheckUsageError", "Report", "UserLayer", "layer"]
+__all__ = ["CheckUsageError", "Report", "UserLayer", "layer", "run_file"]

@@ -42,12 +42,14 @@ def _where(tb) -> str:
     return f" at {os.path.basename(f.filename)}:{f.lineno} in {f.name}"
 
 
-def call(fn, *args, what: str, captured: Captured):
+def call(fn, *args, what: str, captured: Captured, passthrough: tuple = ()):
     """``fn(*args)`` with stdout/stderr captured into ``captured`` and warnings recorded there.
 
     Warnings are recorded, never raised: xfw's own filter replaces the caller's for the
     duration, so a NumPy overflow warning in the user's code neither stops the check nor
-    prints into ``--format json`` output (it shows in the text report).
+    prints into ``--format json`` output (it shows in the text report). Exceptions of the
+    types in ``passthrough`` (xfw's own usage errors, raised inside a check function) are
+    re-raised unchanged.
     """
     buf = io.StringIO()
     try:
@@ -58,6 +60,8 @@ def call(fn, *args, what: str, captured: Captured):
                 return fn(*args)
             finally:
                 captured.warned.extend(f"{what}: {w.category.__name__}: {w.message}" for w in caught)
+    except passthrough:
+        raise
     except (Exception, SystemExit) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UserCodeError(f"{what} raised {type(e).__name__}{': ' + message if message else ''}"
