@@ -118,11 +118,13 @@ class Report:
     def __str__(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"{self.title}: {verdict}", f"  seed {self.seed}; cases: {'; '.join(self.cases) or '-'}"]
+        wc = max([len("case")] + [len(r["case"]) for r in self.rows])
+        wq = max([len("quantity")] + [len(r["quantity"]) for r in self.rows])
         if self.rows:
-            lines.append(f"  {'case':<32} {'quantity':<34} {'vs':<6} {'max abs':>9} {'max rel':>9} "
+            lines.append(f"  {'case':<{wc}} {'quantity':<{wq}} {'vs':<6} {'max abs':>9} {'max rel':>9} "
                          f"{'bound':>7} {'off':>9}  worst at")
         for r in self.rows:
-            head = f"  {r['case'][:32]:<32} {r['quantity'][:34]:<34} {r['framework']:<6}"
+            head = f"  {r['case']:<{wc}} {r['quantity']:<{wq}} {r['framework']:<6}"
             if r["problem"]:
                 lines.append(f"{head} NOT COMPARED: {r['problem']}")
                 continue
