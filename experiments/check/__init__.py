@@ -19,7 +19,10 @@ Public names: :func:`layer`, :func:`loss`, :func:`optimizer`, :func:`network`,
 """
 from .files import run_file
 from .layer import layer
+from .loss import loss
+from .network import network
+from .optimizer import optimizer
 from .report import Report
 from .user_layer import CheckUsageError, UserLayer
 
-__all__ = ["CheckUsageError", "Report", "UserLayer", "layer", "run_file"]
+__all__ = ["CheckUsageError", "Report", "UserLayer", "layer", "loss", "network", "optimizer", "run_file"]

@@ -41,6 +41,15 @@ except ImportError:  # pragma: no cover - exercised only without the diagnosis p
     def diagnose_layer(layer, **kwargs):
         return []
 
+try:  # the loss and optimizer hypotheses of the same library; temporary fallback as above
+    from experiments.diagnose import diagnose_loss, diagnose_optimizer
+except ImportError:  # pragma: no cover
+    def diagnose_loss(name, **kwargs):
+        return []
+
+    def diagnose_optimizer(name, **kwargs):
+        return []
+
     def where_error_lies(got, expected, rtol, *, layout="n c h w") -> str:
         return ""
 
@@ -105,10 +114,22 @@ class Report:
     warned: List[str] = field(default_factory=list)
     #: quantity -> (got, expected), canonical images of failing quantities, for :meth:`save`.
     images: dict = field(default_factory=dict, repr=False)
+    #: Lines printed under the title (optimizers: which flavour matches, networks: the first
+    #: layer that disagrees).
+    summary: List[str] = field(default_factory=list)
+    #: Passed when every row of one framework (flavour) passed, not of all of them.
+    any_framework: bool = False
+    #: Indices of the rows the text shows (None: all); the JSON always has every row.
+    shown: Optional[List[int]] = None
 
     @property
     def passed(self) -> bool:
-        return bool(self.rows) and all(r["passed"] for r in self.rows)
+        if not self.rows:
+            return False
+        if self.any_framework:
+            fws = dict.fromkeys(r["framework"] for r in self.rows)
+            return any(all(r["passed"] for r in self.rows if r["framework"] == fw) for fw in fws)
+        return all(r["passed"] for r in self.rows)
 
     def add_diagnosis(self, d) -> None:
         if all((d.id, d.quantity) != (o.id, o.quantity) for o in self.diagnoses):
@@ -118,12 +139,16 @@ class Report:
     def __str__(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"{self.title}: {verdict}", f"  seed {self.seed}; cases: {'; '.join(self.cases) or '-'}"]
-        wc = max([len("case")] + [len(r["case"]) for r in self.rows])
-        wq = max([len("quantity")] + [len(r["quantity"]) for r in self.rows])
-        if self.rows:
+        lines += [f"  {s}" for s in self.summary]
+        rows = self.rows if self.shown is None else [self.rows[i] for i in self.shown]
+        wc = max([len("case")] + [len(r["case"]) for r in rows])
+        wq = max([len("quantity")] + [len(r["quantity"]) for r in rows])
+        if self.shown is not None and len(rows) < len(self.rows):
+            lines.append(f"  ({len(rows)} of {len(self.rows)} rows shown: every row is in the JSON)")
+        if rows:
             lines.append(f"  {'case':<{wc}} {'quantity':<{wq}} {'vs':<6} {'max abs':>9} {'max rel':>9} "
                          f"{'bound':>7} {'off':>9}  worst at")
-        for r in self.rows:
+        for r in rows:
             head = f"  {r['case']:<{wc}} {r['quantity']:<{wq}} {r['framework']:<6}"
             if r["problem"]:
                 lines.append(f"{head} NOT COMPARED: {r['problem']}")
@@ -154,7 +179,7 @@ class Report:
         out = {"name": name or self.title, "passed": self.passed,
                "rows": [{k: num(v) for k, v in r.items()} for r in self.rows],
                "diagnoses": [{"id": d.id, "quantity": d.quantity, "text": d.text} for d in self.diagnoses],
-               "title": self.title, "seed": self.seed, "notes": list(self.notes)}
+               "title": self.title, "seed": self.seed, "summary": list(self.summary), "notes": list(self.notes)}
         return out
 
     # ------------------------------------------------------------------ files

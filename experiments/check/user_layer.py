@@ -97,14 +97,16 @@ class UserLayer:
     grads_from_update: Optional[float] = None
     pre_activation_grad: bool = False
 
-    def bind(self, input_shape, *, where: str = "") -> "Bound":
-        return Bound(self, input_shape, where)
+    def bind(self, input_shape, *, where: str = "", input_image=None) -> "Bound":
+        """Check the declaration on ``input_shape``; ``input_image``: the (C, H, W) the flat
+        input was flattened from (after a Flatten), so that ``n (h w c)`` is understood."""
+        return Bound(self, input_shape, where, input_image)
 
 
 class Bound:
     """A :class:`UserLayer` on one canonical input shape (see the module docstring)."""
 
-    def __init__(self, user: UserLayer, input_shape, where: str = ""):
+    def __init__(self, user: UserLayer, input_shape, where: str = "", input_image=None):
         self.user, self.where = user, where
         layer = user.spec
         if not isinstance(layer, S.LAYER_KINDS):
@@ -121,7 +123,7 @@ class Bound:
             raise CheckUsageError(f"{where}forward: {user.forward!r} is not callable; pass forward(x) -> y")
         if user.backward is not None and not callable(user.backward):
             raise CheckUsageError(f"{where}backward: {user.backward!r} is not callable; pass backward(dy) or None")
-        self.conv_in = self._activation("input_layout", user.input_layout, self.input_shape)
+        self.conv_in = self._activation("input_layout", user.input_layout, self.input_shape, image_shape=input_image)
         self.conv_out = self._activation("output_layout", user.output_layout, self.output_shape,
                                          image_shape=self.input_shape if isinstance(layer, S.Flatten) else None)
         self.per_sample = self.conv_in.per_sample or self.conv_out.per_sample
