@@ -11,7 +11,8 @@ kind               allowed axes                    canonical (scratch)
 ``flat``           ``n f`` (or ``n c h w`` grouped  ``n f`` = ``n (c h w)``
                    when the features are an image)
 ``conv-kernel``    ``out in kh kw``                ``out in kh kw``
-``dense-kernel``   ``in out``                      ``in out``
+``dense-kernel``   ``in out`` (``in`` may be        ``in out``
+                   ``(h w c)`` after a Flatten)
 ``bias``           ``out``                         ``out``
 =================  ==============================  ========================
 
@@ -38,6 +39,8 @@ KINDS = {
 }
 #: The flattened features of an image may also be described by its axes: ``n (h w c)``.
 FLAT_IMAGE_AXES = ("n", "c", "h", "w")
+#: Names einops is given instead (it warns about axis names that are Python keywords).
+_EINOPS = {"in": "in_"}
 _TOKEN = re.compile(r"\(|\)|[A-Za-z_][A-Za-z_0-9]*|\S")
 
 
@@ -112,22 +115,19 @@ class Converter:
     def __init__(self, text, *, kind: str, sizes: Dict[str, int], what: str,
                  image_shape: Optional[Tuple[int, int, int]] = None):
         self.what, self.kind = what, kind
-        if kind == "flat" and image_shape is not None:
-            allowed = tuple(dict.fromkeys(KINDS["flat"] + FLAT_IMAGE_AXES))
-        else:
-            allowed = KINDS[kind]
+        flat_axis = {"flat": "f", "dense-kernel": "in"}.get(kind) if image_shape is not None else None
+        allowed = KINDS[kind] + (("c", "h", "w") if flat_axis else ())
         self.layout = parse(text, what=what, allowed=allowed)
         axes = set(self.layout.axes)
         self.sizes = dict(sizes)
-        if kind == "flat" and axes & {"c", "h", "w"}:
-            if "f" in axes:
-                raise LayoutError(f"{what}: layout {text!r} mixes 'f' with image axes; write either 'n f' or "
-                                  f"the image axes grouped, such as 'n (h w c)'")
+        canonical = KINDS[kind]
+        if flat_axis and axes & {"c", "h", "w"}:
+            if flat_axis in axes:
+                raise LayoutError(f"{what}: layout {text!r} mixes {flat_axis!r} with image axes; write either "
+                                  f"{flat_axis!r} or the image axes grouped, such as '(h w c)'")
             self.sizes.update(zip("chw", image_shape))
-            canonical = ("n", ("c", "h", "w"))
-        else:
-            canonical = KINDS[kind]
-        required = ("c", "h", "w") if canonical != KINDS[kind] else tuple(a for a in KINDS[kind] if a != "n")
+            canonical = tuple(("c", "h", "w") if a == flat_axis else a for a in canonical)
+        required = [a for item in canonical for a in (item if isinstance(item, tuple) else (item,)) if a != "n"]
         for axis in required:
             if axis not in axes and self.sizes[axis] != 1:
                 raise LayoutError(
@@ -143,18 +143,18 @@ class Converter:
         axes = set(self.layout.axes)
 
         def name(a):
-            return a if a in axes else "1"
+            return _EINOPS.get(a, a) if a in axes else "1"
 
         parts = []
         for item in self.canonical:
             if isinstance(item, tuple):
-                parts.append("(" + " ".join(a for a in item if a in axes) + ")")
+                parts.append("(" + " ".join(name(a) for a in item if a in axes) + ")")
             elif item == "n":
                 if batched:
                     parts.append("n")
             else:
                 parts.append(name(item))
-        user = " ".join("(" + " ".join(g) + ")" if len(g) > 1 else g[0] for g in self.layout.groups)
+        user = " ".join("(" + " ".join(map(name, g)) + ")" if len(g) > 1 else name(g[0]) for g in self.layout.groups)
         return user, " ".join(parts)
 
     def shape(self, n: Optional[int] = None) -> tuple:
@@ -177,7 +177,7 @@ class Converter:
 
     def _lengths(self) -> dict:
         # einops needs every axis length it cannot infer; giving all but 'n' is always enough.
-        return {a: self.sizes[a] for a in self.layout.axes if a != "n"}
+        return {_EINOPS.get(a, a): self.sizes[a] for a in self.layout.axes if a != "n"}
 
     def describe(self, n: Optional[int] = None) -> str:
         """``"'n h w c' = (3, 6, 6, 1)"``: the layout and the shape it implies."""

@@ -113,7 +113,7 @@ class Bound:
             names = ", ".join(k.__name__ for k in S.LAYER_KINDS)
             raise CheckUsageError(f"{where}layer: {layer!r} is not a spec layer; allowed: {names} "
                                   "(from scratch.spec)")
-        self.spec = layer
+        self.spec, self.input_image = layer, input_image
         self.input_shape = _shape_of(f"{where}input_shape", input_shape)
         try:
             self.output_shape = tuple(scratch.build((layer,), self.input_shape, dtype=np.float64).output_shape)
@@ -168,7 +168,8 @@ class Bound:
             else:
                 kind, sizes = "dense-kernel", dict(zip(("in", "out"), shape))
             try:
-                conv = layouts.Converter(entry[1], kind=kind, sizes=sizes, what=f"{self.where}params[{name!r}]")
+                conv = layouts.Converter(entry[1], kind=kind, sizes=sizes, what=f"{self.where}params[{name!r}]",
+                                         image_shape=self.input_image if kind == "dense-kernel" else None)
             except layouts.LayoutError as e:
                 raise CheckUsageError(str(e)) from None
             out[name] = (entry[0], conv)
