@@ -40,7 +40,7 @@ KINDS = {
 #: The flattened features of an image may also be described by its axes: ``n (h w c)``.
 FLAT_IMAGE_AXES = ("n", "c", "h", "w")
 #: Names einops is given instead (it warns about axis names that are Python keywords).
-_EINOPS = {"in": "in_"}
+_EINOPS = {"in": "cin"}
 _TOKEN = re.compile(r"\(|\)|[A-Za-z_][A-Za-z_0-9]*|\S")
 
 
