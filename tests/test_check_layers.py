@@ -200,3 +200,25 @@ def test_inputs_have_zeros_ties_and_large_values_and_are_seeded():
     np.testing.assert_array_equal(x, C.inputs((2, 4, 4), 3, C.generator(3), ties=True, large=True))
     z = C.logits(4, 3, C.generator(0))
     assert np.abs(z[1]).min() > 990
+
+
+def test_parity_matrix_draws_zeros_ties_and_large_logits_from_the_same_generator():
+    import dataclasses
+
+    import scratch
+    from experiments.parity import cases as PC
+    from experiments.parity import runner
+
+    cases = {c.id: c for c in PC.layer_cases(dtypes=("float64",))}
+    relu = next(c for c in cases.values() if c.kind == "conv" and c.id.endswith("-relu-float64"))
+    state, x, _ = runner.layer_data(relu)
+    bare = (dataclasses.replace(relu.layers[0], activation=None),)
+    m = scratch.build(bare, relu.input_shape, dtype="float64")
+    m.load_state_dict(state)
+    assert (m.forward(x) == 0).any()  # exact zero pre-activations: relu'(0) is decided
+    pool = next(c for c in cases.values() if c.kind == "maxpool" and not c.integer_inputs and c.batch == 7)
+    _, x, _ = runner.layer_data(pool)
+    assert np.array_equal(x[1], np.round(x[1]))  # ties
+    soft = next(c for c in cases.values() if c.id.startswith("activation-softmax"))
+    _, x, _ = runner.layer_data(soft)
+    assert np.abs(x).max() > 990

@@ -17,7 +17,6 @@ import dataclasses
 import numpy as np
 
 from experiments.parity import engines
-from experiments.parity.runner import available as _available_frameworks
 from scratch import spec as S
 
 FRAMEWORKS = ("torch", "keras")
@@ -26,7 +25,8 @@ DTYPE = "float64"
 
 def available():
     """(frameworks that can run here, {skipped framework: reason})."""
-    return _available_frameworks(FRAMEWORKS)
+    reasons = {fw: engines.skip_reason(fw) for fw in FRAMEWORKS}
+    return [fw for fw, why in reasons.items() if not why], {fw: why for fw, why in reasons.items() if why}
 
 
 def _state(params: dict) -> dict:
