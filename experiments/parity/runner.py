@@ -60,6 +60,18 @@ LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 0.0
                   "adam": 0.003}
 
 PARAM_QUANTITY = {"kernel": "kernel gradient", "bias": "bias gradient"}
+#: Trajectory variants beyond the defaults: name -> (optimizer, hyperparameters the
+#: optimizers accept), so that centering, RMSprop's momentum and non-default betas,
+#: rhos, epsilons and accumulators are compared too (Nesterov is in OPTIMIZERS).
+VARIANTS = {
+    "rmsprop-centered": ("rmsprop", {"centered": True}),
+    "rmsprop-momentum": ("rmsprop", {"momentum": 0.5}),
+    "rmsprop-rho0.8-eps1e-4": ("rmsprop", {"rho": 0.8, "epsilon": 1e-4}),
+    "adam-betas0.8,0.99-eps1e-4": ("adam", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-4}),
+    "adagrad-init0.2-eps1e-4": ("adagrad", {"initial_accumulator_value": 0.2, "epsilon": 1e-4}),
+    "momentum-0.5": ("momentum", {"momentum": 0.5}),
+}
+TRAJECTORIES = OPTIMIZERS + tuple(VARIANTS)
 
 
 # --------------------------------------------------------------------------- data
@@ -419,6 +431,8 @@ def trajectory_data(arch: str, steps: int = STEPS, batch: int = TRAJECTORY_BATCH
 def _trainer(fw: str, arch: str, optimizer: str, lr=None, flavor=None, **hyper):
     from experiments.frameworks import make_trainer
 
+    optimizer, preset = VARIANTS.get(optimizer, (optimizer, {}))
+    hyper = {**preset, **hyper}
     layers, shape = architectures.get(arch), C.arch_input_shape(arch)
     kwargs = dict(loss="categorical_crossentropy", optimizer=optimizer,
                   learning_rate=LEARNING_RATES[optimizer] if lr is None else lr, l2=C.L2, dtype="float64", seed=0)
@@ -437,8 +451,9 @@ def _trajectory(trainer, data) -> list:
 
 
 def run_trajectory(optimizer: str, framework: str, arch: str = TRAJECTORY_ARCH, steps: int = STEPS) -> List[Result]:
-    """``steps`` steps of ``optimizer`` with L2: scratch (``framework``'s flavour) against the
-    framework's native optimizer; every parameter after every step, float64."""
+    """``steps`` steps of ``optimizer`` (a name of :data:`OPTIMIZERS` or :data:`VARIANTS`) with
+    L2: scratch (``framework``'s flavour) against the framework's native optimizer; every
+    parameter after every step, float64."""
     data = trajectory_data(arch, steps)
     theirs = _framework(("trajectory", arch, optimizer, framework, steps),
                         lambda: _trajectory(_trainer(framework, arch, optimizer), data))
@@ -521,5 +536,5 @@ def run(parts=PARTS, *, archs=None, kinds=None, dtypes=C.DTYPES, frameworks=FRAM
         report.extend(run_models(archs, dtypes, ok))
     if "optimizers" in parts and "float64" in dtypes:
         arch = archs[0] if archs else TRAJECTORY_ARCH
-        report.extend(run_trajectories(OPTIMIZERS, ok, arch, steps))
+        report.extend(run_trajectories(TRAJECTORIES, ok, arch, steps))
     return report
