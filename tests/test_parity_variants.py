@@ -23,3 +23,26 @@ def test_variant_hyperparameters_reach_the_optimizer(variant):
     base, hyper = R.VARIANTS[variant]
     config = R._trainer("scratch", R.TRAJECTORY_ARCH, variant, flavor="torch").model.optimizer.get_config()
     assert all(config[k] == v for k, v in hyper.items()), config
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dropout_in_training_mode_with_one_mask(dtype):
+    results = check(R.run_dropout_training(dtype, frameworks=[require("torch"), require("keras")]))
+    assert {r.quantity for r in results} == {"output", "input gradient"}
+
+
+def test_a_wrong_training_dropout_scale_fails(monkeypatch):
+    from scratch import layers
+
+    forward = layers.DropoutOp.forward
+
+    def unscaled(self, x, training):  # forgets the 1/(1-rate) of inverted dropout
+        y = forward(self, x, training)
+        if self._mask is not None:
+            self._mask = (self._mask != 0).astype(x.dtype)
+            return x * self._mask
+        return y
+
+    monkeypatch.setattr(layers.DropoutOp, "forward", unscaled)
+    results = R.run_dropout_training("float64", frameworks=[require("torch")])
+    assert not any(r.passed for r in results)
