@@ -27,7 +27,7 @@ import inspect
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from .report import RAISED, Diagnosis, Report
 from .user_code import Captured, UserCodeError, call
