@@ -1,4 +1,4 @@
-"""The ``xfw`` command line: ``train``, ``grid``, ``heatmap``, ``parity`` and ``bench``.
+"""The ``xfw`` command line: ``train``, ``grid``, ``heatmap``, ``parity``, ``check`` and ``bench``.
 
 Each command lives in its own module of this package and registers its parser here.
 Every option is checked before any training starts; a bad value prints one line
@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from . import bench, grid, parity, train
+from . import bench, check, grid, parity, train
 from .args import one_line_errors
 
-COMMANDS = (train, grid, parity, bench)
+COMMANDS = (train, grid, parity, check, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

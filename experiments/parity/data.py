@@ -12,6 +12,8 @@ import numpy as np
 import scratch
 from scratch import architectures
 
+from experiments import inputs
+
 from . import cases as C
 
 STEPS = 25
@@ -41,31 +43,29 @@ def output_shape(layers, input_shape):
 
 
 def layer_data(case: C.LayerCase):
-    """(state, x, dout) of a layer case."""
+    """(state, x, dout) of a layer case, drawn by the generator ``xfw check`` uses
+    (:mod:`experiments.inputs`): exact zeros (with bias entry 0 set to 0, so that a zero
+    block gives exact 0 pre-activations), ties for max pooling, +-1000 for a softmax."""
     rng = case_rng(case.id)
     state = initial_state(case.layers, case.input_shape, case.dtype, rng)
-    shape = (case.batch,) + tuple(case.input_shape)
-    x = rng.integers(-2, 3, shape).astype(np.float64) if case.integer_inputs else rng.standard_normal(shape)
-    dout = rng.standard_normal((case.batch,) + output_shape(case.layers, case.input_shape))
+    layer = case.layers[0]
+    state = inputs.zero_bias_entry(state, "0.bias" if getattr(layer, "activation", None) is not None else None)
+    ties = case.integer_inputs or inputs.has_ties(layer)
+    x = inputs.inputs(case.input_shape, case.batch, rng, ties=ties, large=inputs.has_softmax(layer))
+    dout = inputs.upstream((case.batch,) + output_shape(case.layers, case.input_shape), rng)
     return state, x.astype(case.dtype), dout.astype(case.dtype)
-
-
-def targets(loss: str, k: int, n: int, rng) -> np.ndarray:
-    if loss == "categorical_crossentropy":
-        return np.eye(k)[rng.integers(0, k, n)]
-    if loss == "binary_crossentropy":
-        return rng.integers(0, 2, (n, k)).astype(np.float64)
-    return rng.standard_normal((n, k))
 
 
 def loss_data(case):
     """(state, x, y) of a loss or model case (y: one-hot / 0-1 / real targets)."""
     rng = case_rng(case.id, 1)
     state = initial_state(case.layers, case.input_shape, case.dtype, rng)
-    x = rng.standard_normal((case.batch,) + tuple(case.input_shape))
-    k = output_shape(case.layers, case.input_shape)[0]
     loss = getattr(case, "loss", "categorical_crossentropy")
-    return state, x.astype(case.dtype), targets(loss, k, case.batch, rng).astype(case.dtype)
+    # Loss cases get the +-1000 sample (the logits of a fused loss become large); model
+    # cases keep moderate inputs (a lenet on +-1000 pixels saturates every unit).
+    x = inputs.inputs(case.input_shape, case.batch, rng, large=hasattr(case, "loss"))
+    k = output_shape(case.layers, case.input_shape)[0]
+    return state, x.astype(case.dtype), inputs.targets(loss, case.batch, k, rng).astype(case.dtype)
 
 
 def model_data(case: C.ModelCase):

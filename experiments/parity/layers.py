@@ -1,4 +1,6 @@
-"""The ``layers`` part: every layer case, output and every gradient under a random upstream gradient."""
+"""The ``layers`` part: every layer case, output and every gradient under a random upstream
+gradient (a sum or ones could hide a transpose); and Dropout in training mode, scratch
+given each framework's own mask (:mod:`.dropout`)."""
 from __future__ import annotations
 
 from typing import List
@@ -8,6 +10,7 @@ import numpy as np
 
 from . import cases as C
 from . import engines as E
+from .dropout import run_dropout_training
 from .compare import Result, compare
 from .data import layer_data
 from .results import FRAMEWORKS, PARAM_QUANTITY, Report, available, cached
@@ -42,4 +45,7 @@ def run_layer_cases(kinds=None, dtypes=C.DTYPES, frameworks=FRAMEWORKS) -> Repor
     report = Report(skipped=skipped)
     for case in C.layer_cases(kinds, dtypes):
         report.results.extend(run_layer_case(case, ok))
+    if kinds is None or "dropout" in kinds:
+        for d in dtypes:
+            report.results.extend(run_dropout_training(d, frameworks=ok))
     return report

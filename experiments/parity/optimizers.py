@@ -15,14 +15,28 @@ from .results import FRAMEWORKS, Report, available, cached, tag
 
 from .data import STEPS, TRAJECTORY_ARCH
 
+#: Trajectory variants beyond the defaults: name -> (optimizer, hyperparameters the
+#: optimizers accept), so that centering, RMSprop's momentum and non-default betas,
+#: rhos, epsilons and accumulators are compared too (Nesterov is in OPTIMIZERS).
+VARIANTS = {
+    "rmsprop-centered": ("rmsprop", {"centered": True}),
+    "rmsprop-momentum": ("rmsprop", {"momentum": 0.5}),
+    "rmsprop-rho0.8-eps1e-4": ("rmsprop", {"rho": 0.8, "epsilon": 1e-4}),
+    "adam-betas0.8,0.99-eps1e-4": ("adam", {"beta_1": 0.8, "beta_2": 0.99, "epsilon": 1e-4}),
+    "adagrad-init0.2-eps1e-4": ("adagrad", {"initial_accumulator_value": 0.2, "epsilon": 1e-4}),
+    "momentum-0.5": ("momentum", {"momentum": 0.5}),
+}
+TRAJECTORIES = OPTIMIZERS + tuple(VARIANTS)
 #: Learning rates of the trajectories: large enough that 25 steps move every weight.
 LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "rmsprop": 0.003, "adagrad": 0.05,
                   "adam": 0.003}
 
 
-def _trainer(fw: str, arch: str, optimizer: str, lr=None, flavor=None, **hyper):
+def trainer_for(fw: str, arch: str, optimizer: str, lr=None, flavor=None, **hyper):
     from experiments.runtime import make_trainer
 
+    optimizer, preset = VARIANTS.get(optimizer, (optimizer, {}))
+    hyper = {**preset, **hyper}
     layers, shape = architectures.get(arch), C.arch_input_shape(arch)
     kwargs = dict(loss="categorical_crossentropy", optimizer=optimizer,
                   learning_rate=LEARNING_RATES[optimizer] if lr is None else lr, l2=C.L2, dtype="float64", seed=0)
@@ -41,12 +55,13 @@ def _trajectory(trainer, data) -> list:
 
 
 def run_trajectory(optimizer: str, framework: str, arch: str = TRAJECTORY_ARCH, steps: int = STEPS) -> List[Result]:
-    """``steps`` steps of ``optimizer`` with L2: scratch (``framework``'s flavour) against the
-    framework's native optimizer; every parameter after every step, float64."""
+    """``steps`` steps of ``optimizer`` (a name of :data:`OPTIMIZERS` or :data:`VARIANTS`) with
+    L2: scratch (``framework``'s flavour) against the framework's native optimizer; every
+    parameter after every step, float64."""
     data = trajectory_data(arch, steps)
     theirs = cached(("trajectory", arch, optimizer, framework, steps),
-                        lambda: _trajectory(_trainer(framework, arch, optimizer), data))
-    mine = _trajectory(_trainer("scratch", arch, optimizer, flavor=framework), data)
+                        lambda: _trajectory(trainer_for(framework, arch, optimizer), data))
+    mine = _trajectory(trainer_for("scratch", arch, optimizer, flavor=framework), data)
     case = f"{optimizer}-{framework}-flavour-{arch}-l2-float64"
     out = []
     for k, (m, t) in enumerate(zip(mine, theirs), start=1):
@@ -87,13 +102,13 @@ def adam_gap(steps: int = STEPS, arch: str = TRAJECTORY_ARCH, epsilon: float = 1
     """
     data = trajectory_data(arch, steps)
     if native:
-        a = _trajectory(_trainer("keras", arch, "adam", lr=0.003, epsilon=epsilon), data)
-        b = _trajectory(_trainer("torch", arch, "adam", lr=0.003, epsilon=epsilon), data)
+        a = _trajectory(trainer_for("keras", arch, "adam", lr=0.003, epsilon=epsilon), data)
+        b = _trajectory(trainer_for("torch", arch, "adam", lr=0.003, epsilon=epsilon), data)
         what, ref = "keras.optimizers.Adam", "torch.optim.Adam"
     else:
         hyper = dict(lr=2.0 ** -9, beta_1=0.875, beta_2=1 - 2.0 ** -9, epsilon=epsilon)
-        a = _trajectory(_trainer("scratch", arch, "adam", flavor="keras", lr_dtype="float64", **hyper), data)
-        b = _trajectory(_trainer("scratch", arch, "adam", flavor="torch", **hyper), data)
+        a = _trajectory(trainer_for("scratch", arch, "adam", flavor="keras", lr_dtype="float64", **hyper), data)
+        b = _trajectory(trainer_for("scratch", arch, "adam", flavor="torch", **hyper), data)
         what, ref = "scratch Keras flavour", "scratch torch flavour"
     worst = None
     for k, (sa, sb) in enumerate(zip(a, b), start=1):

@@ -32,14 +32,12 @@ every call, so a planted bug (:mod:`.breakages`) always shows.
 """
 from __future__ import annotations
 
-from scratch.optimizers import OPTIMIZERS
-
 from . import cases as C
 from .data import STEPS, TRAJECTORY_ARCH
 from .layers import run_layer_cases
 from .losses import run_loss_cases
 from .models import run_models
-from .optimizers import run_trajectories
+from .optimizers import TRAJECTORIES, run_trajectories
 from .results import FRAMEWORKS, Report, available
 
 PARTS = ("layers", "losses", "models", "optimizers")
@@ -64,5 +62,5 @@ def run(parts=PARTS, *, archs=None, kinds=None, dtypes=C.DTYPES, frameworks=FRAM
         report.extend(run_models(archs, dtypes, ok))
     if "optimizers" in parts and "float64" in dtypes:
         arch = archs[0] if archs else TRAJECTORY_ARCH
-        report.extend(run_trajectories(OPTIMIZERS, ok, arch, steps))
+        report.extend(run_trajectories(TRAJECTORIES, ok, arch, steps))
     return report
