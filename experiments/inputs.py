@@ -1,5 +1,5 @@
 """The input generator shared by ``xfw check`` and the parity matrix of the engine
-(:mod:`experiments.check.cases` and :func:`experiments.parity.runner.layer_data`).
+(:mod:`experiments.check.cases` and :func:`experiments.parity.data.layer_data`).
 
 Everything is drawn from one seeded ``numpy.random.Generator`` (the seed is printed in
 every check report, so a failure reproduces). The samples of a batch rotate through
