@@ -90,7 +90,10 @@ def test_float32_members_stay_within_the_stated_bound(digits64):
                             dtype=np.float32, seed=0)
     models = _cells("course_cnn", data, "sgd", "keras", np.float32, etas, lmbdas)
     pop_obj, cell_obj = _steps(population, models, data, 100, 24)
-    np.testing.assert_allclose(pop_obj, cell_obj, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(pop_obj, cell_obj, rtol=1e-5, atol=0)  # measured: 2.5e-7
+    for i, m in enumerate(models):  # measured: 3.8e-5 of the tensor's scale
+        for key, w in m.state_dict().items():
+            np.testing.assert_allclose(population.params[key][i], w, rtol=1e-3, atol=1e-3 * np.abs(w).max())
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on(digits64):
