@@ -133,36 +133,56 @@ class Conv2DOp(Op):
             return x
         return np.pad(x, ((0, 0), (0, 0), self.pad_h, self.pad_w))
 
-    def forward(self, x, training):
+    @property
+    def im2col_indices(self) -> np.ndarray:
+        """(Ho*Wo, C*kh*kw) flat indices into one padded sample (C*Hp*Wp) of its columns."""
+        return self._im2col
+
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """NCHW ``x`` zero-padded by this layer's ("same") padding."""
+        return self._pad(x)
+
+    def columns(self, x: np.ndarray):
+        """im2col of NCHW ``x``: ``(cols, padded_shape)``, cols (N*Ho*Wo, C*kh*kw) in
+        (n, i, j) row order and (c, ki, kj) column order, from one gather."""
         n = x.shape[0]
         xp = self._pad(x)
         ho, wo = self.out_hw
+        return np.take(xp.reshape(n, -1), self._im2col, axis=1).reshape(n * ho * wo, -1), xp.shape
+
+    def input_gradient(self, dcols: np.ndarray, padded_shape) -> np.ndarray:
+        """The inverse of :meth:`columns` for gradients: dcols (N*Ho*Wo, C*kh*kw) summed
+        back into the (unpadded) NCHW input gradient."""
+        c, h, w = self.input_shape
+        (kh, kw), (sh, sw), (ho, wo) = self.kernel_size, self.strides, self.out_hw
+        dcols = dcols.reshape(padded_shape[0], ho, wo, c, kh, kw)
+        dxp = np.zeros(padded_shape, dtype=dcols.dtype)
+        for i in range(kh):  # loop over kernel offsets only; each adds one strided slice
+            for j in range(kw):
+                dxp[:, :, _strided(i, sh, ho), _strided(j, sw, wo)] += dcols[..., i, j].transpose(0, 3, 1, 2)
+        return dxp[:, :, self.pad_h[0]:self.pad_h[0] + h, self.pad_w[0]:self.pad_w[0] + w]
+
+    def forward(self, x, training):
+        n = x.shape[0]
+        ho, wo = self.out_hw
         o = self.params["kernel"].shape[0]
         # (N*Ho*Wo, C*kh*kw) columns from one gather, then one GEMM.
-        cols = np.take(xp.reshape(n, -1), self._im2col, axis=1).reshape(n * ho * wo, -1)
+        cols, padded_shape = self.columns(x)
         out = cols @ self.params["kernel"].reshape(o, -1).T
         out += self.params["bias"]
-        self._cache = (cols, xp.shape)
+        self._cache = (cols, padded_shape)
         return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
 
     def backward(self, dout, need_dx=True):
         cols, padded_shape = self._cache
         kernel = self.params["kernel"]
-        o, c, kh, kw = kernel.shape
-        n, _, ho, wo = dout.shape
+        o = kernel.shape[0]
         dmat = dout.transpose(0, 2, 3, 1).reshape(-1, o)
         self.grads["kernel"][...] = (dmat.T @ cols).reshape(kernel.shape)
         self.grads["bias"][...] = dmat.sum(axis=0)
         if not need_dx:  # first layer of a training step: the data's gradient is not needed
             return None
-        dcols = (dmat @ kernel.reshape(o, -1)).reshape(n, ho, wo, c, kh, kw)
-        dxp = np.zeros(padded_shape, dtype=dout.dtype)
-        sh, sw = self.strides
-        for i in range(kh):  # loop over kernel offsets only; each adds one strided slice
-            for j in range(kw):
-                dxp[:, :, _strided(i, sh, ho), _strided(j, sw, wo)] += dcols[..., i, j].transpose(0, 3, 1, 2)
-        h, w = self.input_shape[1:]
-        return dxp[:, :, self.pad_h[0]:self.pad_h[0] + h, self.pad_w[0]:self.pad_w[0] + w]
+        return self.input_gradient(dmat @ kernel.reshape(o, -1), padded_shape)
 
 
 class DenseOp(Op):

@@ -332,7 +332,7 @@ def test_course_config_file_and_cli_overrides(tmp_path):
     assert (c.run, c.arch, c.dataset, c.frameworks) == ("course", "course_cnn", "digits", ("scratch", "keras", "torch"))
     assert c.etas == c.lmbdas == DEFAULT_GRID and len(c.etas) == 7
     assert np.allclose(c.etas, np.logspace(-5, 1, 7), rtol=1e-15)
-    assert (c.epochs, c.batch_size, c.optimizer, c.seeds, c.executor) == (100, 100, "sgd", (0,), "process")
+    assert (c.epochs, c.batch_size, c.optimizer, c.seeds, c.executor) == (100, 100, "sgd", (0,), "population")
     assert c.n_cells() == 147 and len(cell_tasks(c)) == 147
     assert GridConfig().identity() == {**c.identity()}  # the course config is the default grid
 
@@ -356,7 +356,7 @@ COMMON = ["grid", "--frameworks", "scratch", "--limit", "100", "--epochs", "1", 
     (["--arch", "resnet"], "--arch: unknown architecture 'resnet'; allowed: course_cnn"),
     (["--optimizer", "lbfgs"], "--optimizer: unknown optimizer 'lbfgs'; allowed: sgd"),
     (["--dataset", "cifar"], "--dataset: unknown data set 'cifar'"),
-    (["--executor", "threads"], "--executor: unknown executor 'threads'; allowed: serial, process, dask"),
+    (["--executor", "threads"], "--executor: unknown executor 'threads'; allowed: population, serial, process, dask"),
     (["--dtype", "float16"], "--dtype: unknown dtype 'float16'; allowed: float32, float64"),
     (["--eta", ","], "--eta: the list is empty"),
     (["--lmbda", ""], "--lmbda: the list is empty"),

@@ -129,7 +129,7 @@ def test_config_identity_and_defaults():
     c = GridConfig()
     assert c.etas == c.lmbdas == DEFAULT_GRID == (1e-05, 1e-04, 1e-03, 1e-02, 0.1, 1.0, 10.0)
     assert (c.arch, c.dataset, c.frameworks, c.epochs, c.batch_size, c.optimizer, c.executor, c.out) == (
-        "course_cnn", "digits", ("scratch", "keras", "torch"), 100, 100, "sgd", "process", "results")
+        "course_cnn", "digits", ("scratch", "keras", "torch"), 100, 100, "sgd", "population", "results")
     assert c.run_name == "course_cnn-digits"
     # The executor, workers, scheduler and output folder do not change the numbers.
     same = c.merged({"executor": "dask", "workers": 7, "scheduler": "tcp://x:1", "out": "elsewhere"})

@@ -53,7 +53,7 @@ def register(sub) -> None:
                         "(the curves keep the running training loss and the test metrics; faster)")
     p.add_argument("--workers", type=positive_int,
                    help=f"worker processes (default: the number of CPUs, {os.cpu_count()})")
-    p.add_argument("--executor", help=f"{', '.join(EXECUTORS)} (default process)")
+    p.add_argument("--executor", help=f"{', '.join(EXECUTORS)} (default population)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler, tcp://HOST:PORT (with --executor dask; default: a local cluster)")
     p.add_argument("--run", metavar="NAME", help="run name (default: the config file's name, or ARCH-DATASET)")

@@ -67,7 +67,7 @@ def cell_tasks(config: GridConfig) -> list:
 _DATA_CACHE: dict = {}
 
 
-def _dataset(task: CellTask):
+def dataset_of(task: CellTask):
     """The task's data set, loaded once per process (a few kept)."""
     key = (task.dataset, task.data, task.limit, task.dtype)
     if key not in _DATA_CACHE:
@@ -91,18 +91,14 @@ def run_cell(task: CellTask) -> dict:
     from scratch import architectures
 
     start = time.perf_counter()
-    key = dict(framework=task.framework, eta=float(task.eta), lmbda=float(task.lmbda), seed=int(task.seed))
     curves = []
 
     def on_epoch_end(row):
-        curves.append({**key, "epoch": int(row["epoch"]), "loss": _num(row.get("loss")),
-                       "train_loss": _num(row.get("train_loss")), "train_accuracy": _num(row.get("train_accuracy")),
-                       "test_loss": _num(row.get("test_loss")), "test_accuracy": _num(row.get("test_accuracy")),
-                       "_diverged": bool(row.get("diverged"))})
+        curves.append(curve_row(task, row))
 
     status, error = "ok", None
     try:
-        data = _dataset(task)
+        data = dataset_of(task)
         trainer = make_trainer(task.framework, architectures.get(task.arch), data.input_shape, loss=task.loss,
                                optimizer=task.optimizer, learning_rate=float(task.eta), l2=float(task.lmbda),
                                dtype=task.dtype, seed=int(task.seed), init=task.init, flavor=task.flavor)
@@ -124,6 +120,22 @@ def run_cell(task: CellTask) -> dict:
                                                                           _num(final["accuracy"]))
     except Exception as e:  # noqa: BLE001  the cell fails, the run goes on
         status, error = "failed", one_line(f"{type(e).__name__}: {e}")
+    return cell_result(task, curves, status, error, time.perf_counter() - start)
+
+
+def curve_row(task: CellTask, row: dict) -> dict:
+    """A curves.csv row (with a transient ``_diverged`` flag) from a training history row."""
+    return {"framework": task.framework, "eta": float(task.eta), "lmbda": float(task.lmbda), "seed": int(task.seed),
+            "epoch": int(row["epoch"]), "loss": _num(row.get("loss")),
+            "train_loss": _num(row.get("train_loss")), "train_accuracy": _num(row.get("train_accuracy")),
+            "test_loss": _num(row.get("test_loss")), "test_accuracy": _num(row.get("test_accuracy")),
+            "_diverged": bool(row.get("diverged"))}
+
+
+def cell_result(task: CellTask, curves: list, status: str, error, seconds: float) -> dict:
+    """``{"row": cells.csv row, "curves": [...]}`` from the cell's :func:`curve_row` rows:
+    the first epoch whose loss is NaN or inf makes the cell ``diverged`` (curves end there)."""
+    key = dict(framework=task.framework, eta=float(task.eta), lmbda=float(task.lmbda), seed=int(task.seed))
     diverged_epoch = None
     for row in curves:
         if row["_diverged"] or not _finite(row["loss"]):
@@ -139,7 +151,7 @@ def run_cell(task: CellTask) -> dict:
             "train_loss": last.get("train_loss"), "train_accuracy": last.get("train_accuracy"),
             "test_loss": last.get("test_loss"), "test_accuracy": last.get("test_accuracy"),
             "status": status, "diverged_epoch": diverged_epoch if status == "diverged" else None,
-            "seconds": time.perf_counter() - start, "error": error}
+            "seconds": seconds, "error": error}
     return {"row": cell, "curves": curves}
 
 

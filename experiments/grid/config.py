@@ -30,7 +30,7 @@ from ..runtime import FRAMEWORKS, missing
 #: (NumPy's first value is 9.999999999999999e-06, one ulp below 1e-05; the rounded
 #: values are the ones a reader sees, writes in a TOML file and types on the CLI).
 DEFAULT_GRID = (1e-05, 1e-04, 1e-03, 1e-02, 0.1, 1.0, 10.0)
-EXECUTORS = ("serial", "process", "dask")
+EXECUTORS = ("population", "serial", "process", "dask")
 
 FLAVORS = ("keras", "torch")
 INITS = ("scratch", "native")
@@ -81,7 +81,7 @@ class GridConfig:
     # and the test metrics every epoch; about 30% faster). Final numbers are the same.
     train_eval: str = "every"
     workers: int | None = None         # None: os.cpu_count()
-    executor: str = "process"
+    executor: str = "population"      # one population per framework and seed on local processes
     scheduler: str | None = None       # Dask scheduler address; None: a LocalCluster
     run: str | None = None             # None: derived (config file stem, or ARCH-DATASET)
     out: str = "results"
@@ -220,8 +220,9 @@ class GridConfig:
             raise bad("data", "the mnist data set needs --data PATH (mnist.npz or a folder of IDX files)")
         if self.dataset != "mnist" and self.data:
             raise bad("data", f"only the mnist data set reads a file; --dataset is {self.dataset!r}")
-        if self.scheduler and self.executor != "dask":
-            raise bad("scheduler", f"a scheduler address needs --executor dask (it is {self.executor!r})")
+        if self.scheduler and self.executor not in ("dask", "population"):
+            raise bad("scheduler", f"a scheduler address needs --executor dask or population "
+                                   f"(it is {self.executor!r})")
         name = self.run_name
         if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
             raise bad("run", f"{name!r} is not a folder name (no path separators)")
@@ -243,7 +244,7 @@ class GridConfig:
                 scratch.build(architectures.get(self.arch), data.input_shape, dtype=self.dtype)
             except ValueError as e:
                 raise bad("arch", f"{self.arch} does not fit {data.name} images {data.input_shape}: {e}") from None
-        if check_scheduler and self.executor == "dask" and self.scheduler:
+        if check_scheduler and self.executor in ("dask", "population") and self.scheduler:
             check_scheduler_reachable(self.scheduler)
         return data
 

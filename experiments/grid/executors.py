@@ -24,6 +24,7 @@ import os
 import signal
 
 from ..runtime import limit_threads, one_thread_environment
+from .population import PopulationExecutor
 
 
 class WorkerLost(RuntimeError):
@@ -209,7 +210,15 @@ EXECUTORS = {"serial": SerialExecutor, "process": ProcessExecutor, "dask": DaskE
 
 
 def make_executor(name, frameworks, workers=None, scheduler=None):
-    """The executor ``name`` (serial, process or dask), not yet started (use ``with``)."""
+    """The executor ``name`` (serial, process, dask or population), not yet started (use ``with``).
+
+    ``population`` (:mod:`experiments.grid.population`) sends populations to local worker
+    processes, or to Dask when a ``scheduler`` is given.
+    """
+    workers = workers or os.cpu_count() or 1
+    if name == "population":
+        inner = DaskExecutor if scheduler else ProcessExecutor
+        return PopulationExecutor(inner(frameworks, workers, scheduler), workers)
     if name not in EXECUTORS:
-        raise ValueError(f"--executor: unknown {name!r}; allowed: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name](frameworks, workers or os.cpu_count() or 1, scheduler)
+        raise ValueError(f"--executor: unknown {name!r}; allowed: {', '.join(EXECUTORS)}, population")
+    return EXECUTORS[name](frameworks, workers, scheduler)

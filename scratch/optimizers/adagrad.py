@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, Rule, keras_cast, nonnegative
+from .base import Optimizer, Rule, keras_cast, nonnegative, torch_scalar
 
 __all__ = ["Adagrad"]
 
@@ -17,7 +17,7 @@ def _keras_init_state(opt, p):
 
 
 def _keras_update(opt, p, g, state):
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     G = state["sum"]
     G[...] = G + np.square(g)
     return p - (lr * g) / np.sqrt(G + opt.epsilon)
@@ -31,11 +31,11 @@ def _torch_init_state(opt, p):
 
 
 def _torch_update(opt, p, g, state):
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     G = state["sum"]
     G[...] = G + 1.0 * g * g  # addcmul_(g, g, value=1)
     std = np.sqrt(G) + opt.epsilon
-    return p + (-lr) * (g / std)  # addcdiv_(g, std, value=-clr), clr = lr
+    return p + torch_scalar(-lr, p) * (g / std)  # addcdiv_(g, std, value=-clr), clr = lr
 
 
 class Adagrad(Optimizer):

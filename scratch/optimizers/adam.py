@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, Rule, keras_cast, nonnegative, torch_lerp, unit, zeros_state
+from .base import Optimizer, Rule, keras_cast, nonnegative, torch_lerp, torch_scalar, unit, zeros_state
 
 __all__ = ["Adam"]
 
@@ -15,7 +15,7 @@ def _keras_update(opt, p, g, state):
     b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
     m, v = state["m"], state["v"]
     dt = p.dtype.type
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     t = dt(opt.iterations + 1)
     b1_power = np.power(keras_cast(b1, p.dtype), t)
     b2_power = np.power(keras_cast(b2, p.dtype), t)
@@ -31,7 +31,7 @@ def _keras_update(opt, p, g, state):
 def _torch_update(opt, p, g, state):
     b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
     m, v = state["m"], state["v"]
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     t = float(state["step"])
     m[...] = torch_lerp(m, g, 1 - b1)
     v[...] = v * b2 + (1 - b2) * g * g  # mul_(beta2).addcmul_(g, g, value=1-beta2)
@@ -40,7 +40,7 @@ def _torch_update(opt, p, g, state):
     step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2**0.5
     denom = np.sqrt(v) / bias_correction2_sqrt + eps
-    return p + (-step_size) * (m / denom)  # addcdiv_(m, denom, value=-step_size)
+    return p + torch_scalar(-step_size, p) * (m / denom)  # addcdiv_(m, denom, value=-step_size)
 
 
 class Adam(Optimizer):

@@ -53,7 +53,7 @@ import numpy as np
 
 __all__ = [
     "FLAVORS", "LR_DTYPES", "Optimizer", "Rule", "boolean", "check_flavor", "keras_cast", "nonnegative",
-    "positive", "torch_lerp", "unit", "zeros_state",
+    "positive", "torch_lerp", "torch_scalar", "unit", "zeros_state",
 ]
 
 FLAVORS = ("keras", "torch")
@@ -138,14 +138,25 @@ def torch_lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
     return end - (end - start) * (start.dtype.type(1) - w)
 
 
-def _keras_lr(lr: float, dtype):
-    """Keras: ``ops.cast(lr_variable, variable.dtype)``, a scalar of that dtype."""
+def _keras_lr(lr, dtype):
+    """Keras: ``ops.cast(lr_variable, variable.dtype)``, a scalar of that dtype (per-member
+    rates: an array of that dtype)."""
+    if isinstance(lr, np.ndarray):
+        return lr.astype(dtype)
     return np.dtype(dtype).type(lr)
 
 
-def _torch_lr(lr: float, dtype) -> float:
-    """torch: a Python float (the kernels cast it to the tensor's dtype)."""
+def _torch_lr(lr, dtype):
+    """torch: a Python float (the kernels cast it to the tensor's dtype); per-member rates
+    stay float64 until :func:`torch_scalar` casts them where torch would."""
     return lr
+
+
+def torch_scalar(value, p: np.ndarray):
+    """A torch scalar argument (``alpha=``, ``value=``) as the kernel applies it to ``p``:
+    a Python float is left to NumPy, which casts it to ``p``'s dtype as torch does; a
+    per-member float64 array is cast to ``p``'s dtype explicitly, at the same point."""
+    return value.astype(p.dtype) if isinstance(value, np.ndarray) else value
 
 
 _LR_AS_APPLIED = {"keras": _keras_lr, "torch": _torch_lr}
@@ -197,7 +208,7 @@ class Optimizer:
         cls = type(self).__name__
         if learning_rate is None:
             learning_rate = self._DEFAULT_LR[flavor]
-        self.learning_rate = positive(cls, "learning_rate", learning_rate)
+        self.learning_rate = _learning_rate(cls, learning_rate)
         if lr_dtype is None:
             lr_dtype = "float32" if flavor == "keras" else "float64"
         if lr_dtype not in LR_DTYPES:
@@ -274,17 +285,50 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> np.ndarray:
         return self._rule.update(self, p, g, state)
 
-    def _lr(self, dtype):
+    def _lr(self, dtype, ndim: int = 0):
         """The learning rate as the framework applies it to a parameter of ``dtype``:
         a scalar of that dtype for Keras, a Python float for torch; rounded to float32
-        first when ``lr_dtype`` is ``"float32"``."""
+        first when ``lr_dtype`` is ``"float32"``. Per-member rates come shaped (P, 1, ...)
+        to broadcast along the leading axis of a parameter of ``ndim`` axes."""
         lr = self.learning_rate
-        if self.lr_dtype == "float32":
+        if isinstance(lr, np.ndarray):
+            if self.lr_dtype == "float32":
+                lr = lr.astype(np.float32).astype(np.float64)
+            lr = lr.reshape((-1,) + (1,) * max(ndim - 1, 0))
+        elif self.lr_dtype == "float32":
             lr = float(np.float32(lr))
         return self._lr_as_applied(lr, dtype)
 
+    def select(self, mask) -> None:
+        """Keep the members where ``mask`` (P,) is true: with per-member learning rates, cut
+        the rates and every state array (moments, accumulators) down the leading axis."""
+        if not isinstance(self.learning_rate, np.ndarray):
+            raise TypeError(f"{type(self).__name__}.select: the optimizer has one learning rate, not one per member")
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.learning_rate.shape:
+            raise ValueError(f"{type(self).__name__}.select: mask of shape {mask.shape} for "
+                             f"{self.learning_rate.size} members")
+        self.learning_rate = self.learning_rate[mask]
+        for state in self._state.values():
+            for k, v in state.items():
+                if isinstance(v, np.ndarray):
+                    state[k] = v[mask]
+            state["shape"] = (int(mask.sum()),) + tuple(state["shape"][1:])
+
     def _hyper(self) -> dict:  # pragma: no cover - overridden
         return {}
+
+
+def _learning_rate(cls: str, value):
+    """A float > 0, or a 1-D sequence of them: one rate per member of a population (the
+    parameters then carry a leading member axis of that length)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        rates = np.asarray(value, dtype=np.float64)
+        if rates.ndim != 1 or rates.size == 0 or not np.all(np.isfinite(rates)) or np.any(rates <= 0):
+            raise ValueError(f"{cls}: learning_rate must be a number or a non-empty 1-D list of numbers, "
+                             f"each finite and > 0, got {value!r}")
+        return rates
+    return positive(cls, "learning_rate", value)
 
 
 def zeros_state(*keys: str) -> Callable[[Optimizer, np.ndarray], dict]:

@@ -33,8 +33,9 @@ def make(name: str, learning_rate: float, *, flavor: str = "keras", **hyper) -> 
         One of :data:`OPTIMIZERS`. ``"momentum"`` is ``SGD(momentum=0.9)`` and
         ``"nesterov"`` is ``SGD(momentum=0.9, nesterov=True)``, unless ``hyper``
         overrides them.
-    learning_rate : float
-        Finite and > 0.
+    learning_rate : float or 1-D sequence of floats
+        Finite and > 0; a sequence gives each member of a population its own rate (the
+        parameters carry a leading member axis; see :mod:`scratch.population`).
     flavor : {"keras", "torch"}
         Which framework's rule and defaults to follow.
     **hyper

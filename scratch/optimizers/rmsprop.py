@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, Rule, boolean, nonnegative, torch_lerp, unit
+from .base import Optimizer, Rule, boolean, nonnegative, torch_lerp, torch_scalar, unit
 
 __all__ = ["RMSprop"]
 
@@ -22,7 +22,7 @@ def _init_state(opt, p):
 
 
 def _keras_update(opt, p, g, state):
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     rho, eps, mom = opt.rho, opt.epsilon, opt.momentum
     s = state["square_avg"]
     s[...] = rho * s + (1 - rho) * np.square(g)
@@ -44,7 +44,7 @@ def _keras_update(opt, p, g, state):
 
 
 def _torch_update(opt, p, g, state):
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     rho, eps, mom = opt.rho, opt.epsilon, opt.momentum
     s = state["square_avg"]
     s[...] = s * rho + (1 - rho) * g * g  # mul_(alpha).addcmul_(g, g, value=1-alpha)
@@ -58,8 +58,8 @@ def _torch_update(opt, p, g, state):
     if mom > 0.0:
         b = state["momentum_buf"]
         b[...] = b * mom + 1.0 * (g / avg)  # mul_(momentum).addcdiv_(g, avg)
-        return p + (-lr) * b
-    return p + (-lr) * (g / avg)  # addcdiv_(g, avg, value=-lr)
+        return p + torch_scalar(-lr, p) * b
+    return p + torch_scalar(-lr, p) * (g / avg)  # addcdiv_(g, avg, value=-lr)
 
 
 class RMSprop(Optimizer):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, Rule, boolean, keras_cast, unit
+from .base import Optimizer, Rule, boolean, keras_cast, torch_scalar, unit
 
 __all__ = ["SGD"]
 
@@ -20,7 +20,7 @@ def _keras_init_state(opt, p):
 
 
 def _keras_update(opt, p, g, state):
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     if opt.momentum == 0.0:
         return p - g * lr
     m = keras_cast(opt.momentum, p.dtype)
@@ -39,7 +39,7 @@ def _torch_init_state(opt, p):
 
 
 def _torch_update(opt, p, g, state):
-    lr = opt._lr(p.dtype)
+    lr = opt._lr(p.dtype, p.ndim)
     d = g
     if opt.momentum != 0.0:
         buf = state["buf"]
@@ -48,7 +48,7 @@ def _torch_update(opt, p, g, state):
         else:
             buf[...] = buf * opt.momentum + g  # mul_(momentum).add_(g, alpha=1)
         d = g + opt.momentum * buf if opt.nesterov else buf
-    return p + (-lr) * d
+    return p + torch_scalar(-lr, p) * d
 
 
 class SGD(Optimizer):

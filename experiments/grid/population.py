@@ -1,0 +1,162 @@
+"""The population executor: all cells of one framework and seed trained as one population.
+
+Every cell of one framework and seed starts from the same weights and sees the same batch
+order; only eta and lambda differ. :func:`population_tasks` groups the cells still to run
+into :class:`PopulationTask` s (one per framework and seed, cut into chunks of members
+when the activations of a whole population would not fit in :data:`MEMORY_BUDGET`), and
+:class:`PopulationExecutor` sends those to worker processes (or to Dask), so a population,
+not a cell, is the unit of work. Each worker trains its population at once
+(:class:`scratch.population.Population`, :func:`scratch.population.run_population`) and
+returns one result per cell, in the row and curve format of
+:func:`experiments.grid.cells.run_cell`; the executor yields them as ``(task, result)``
+pairs, so the runner writes every cell as before.
+
+Frameworks without a population trainer here (Keras, PyTorch) have their cells trained
+one after the other inside the same unit of work, with :func:`~experiments.grid.cells.run_cell`.
+
+An interrupt loses at most the unfinished epochs of the populations in flight: a
+population's cells are written when it finishes, and a rerun trains the cells that are
+not in ``cells.csv`` yet.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from .cells import CellTask, cell_result, curve_row, one_line, run_cell
+
+#: Bytes of activations one population may hold at once; larger ones are cut into chunks.
+MEMORY_BUDGET = 1.5e9
+#: Frameworks trained as populations; the others run cell by cell inside their unit of work.
+POPULATION_FRAMEWORKS = ("scratch",)
+_EVAL_BATCH = 1000  # the evaluation chunk of every trainer (scratch.model.run_epochs)
+
+
+@dataclass(frozen=True)
+class PopulationTask:
+    """The cells of one framework and seed (or a chunk of them), picklable."""
+
+    cells: tuple
+
+    @property
+    def framework(self) -> str:
+        return self.cells[0].framework
+
+    @property
+    def seed(self) -> int:
+        return self.cells[0].seed
+
+
+def member_bytes(task: CellTask, input_shape) -> int:
+    """Bytes one member's activations take at the evaluation batch: the outputs of every
+    op, the im2col columns of every Conv2D, and their gradients (a generous 3x)."""
+    import numpy as np
+
+    import scratch
+    from scratch import architectures
+    from scratch.layers import Conv2DOp
+
+    model = scratch.build(architectures.get(task.arch), input_shape, dtype=task.dtype)
+    floats = 0
+    for op in model.ops:
+        floats += math.prod(op.output_shape)
+        if isinstance(op, Conv2DOp):
+            floats += op.im2col_indices.size
+    return 3 * floats * np.dtype(task.dtype).itemsize * max(task.batch_size, _EVAL_BATCH)
+
+
+def population_tasks(tasks, budget: float = MEMORY_BUDGET) -> list:
+    """The cells of ``tasks`` grouped by framework and seed, in their first cell's order;
+    populations larger than ``budget`` bytes of activations are cut into equal chunks."""
+    from .cells import dataset_of
+
+    groups: dict = {}
+    for t in tasks:
+        groups.setdefault((t.framework, t.seed), []).append(t)
+    out = []
+    for (framework, _), cells in groups.items():
+        size = len(cells)
+        if framework in POPULATION_FRAMEWORKS:
+            per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
+            chunks = max(1, math.ceil(size * per / budget))
+            size = math.ceil(len(cells) / chunks)
+        out.extend(PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size))
+    return out
+
+
+def run_population_task(ptask: PopulationTask) -> list:
+    """Train a population; ``[(cell task, result)]`` in the format of ``run_cell``.
+
+    A problem of the population itself becomes status ``failed`` for each of its cells.
+    """
+    if ptask.framework not in POPULATION_FRAMEWORKS:
+        return [(t, run_cell(t)) for t in ptask.cells]
+    start = time.perf_counter()
+    cells = ptask.cells
+    curves = [[] for _ in cells]
+    try:
+        _train_scratch(ptask, curves)
+    except Exception as e:  # noqa: BLE001  the population fails, the run goes on
+        error = one_line(f"{type(e).__name__}: {e}")
+        seconds = (time.perf_counter() - start) / len(cells)
+        return [(t, cell_result(t, [], "failed", error, seconds)) for t in cells]
+    seconds = (time.perf_counter() - start) / len(cells)  # the population's time, shared out
+    return [(t, cell_result(t, c, "ok", None, seconds)) for t, c in zip(cells, curves)]
+
+
+def _train_scratch(ptask, curves):
+    """Train the population of ``ptask``, appending each member's curve rows to ``curves``."""
+    from scratch import architectures
+    from scratch.data import as_targets
+    from scratch.population import Population, run_population
+
+    from .cells import dataset_of
+
+    first = ptask.cells[0]
+    data = dataset_of(first)
+    population = Population(architectures.get(first.arch), data.input_shape, [t.eta for t in ptask.cells],
+                            [t.lmbda for t in ptask.cells], loss=first.loss, optimizer=first.optimizer,
+                            flavor=first.flavor, dtype=first.dtype, seed=int(first.seed))
+    k = population.output_shape[0]
+    y = as_targets(data.y_train, k, population.dtype)
+    val = (data.x_test, as_targets(data.y_test, k, population.dtype))
+    every = first.train_eval == "every"
+    histories = run_population(population, data.x_train, y, epochs=first.epochs, batch_size=first.batch_size,
+                               seed=int(first.seed), validation=val, evaluate_train=every,
+                               on_epoch_end=lambda i, row: curves[i].append(curve_row(ptask.cells[i], row)))
+    if not every:  # the last epoch's train metrics of the members still training, as "every" gives them
+        live = [i for i, h in enumerate(histories) if h and not h[-1]["diverged"]]
+        if live:
+            final = population.evaluate_batches(data.x_train, y, _EVAL_BATCH)
+            for j, i in enumerate(live):
+                curves[i][-1]["train_loss"] = float(final["loss"][j])
+                curves[i][-1]["train_accuracy"] = float(final["accuracy"][j])
+
+
+class PopulationExecutor:
+    """Populations as the unit of work, on another executor (local processes or Dask).
+
+    ``run(fn, tasks)`` yields ``(cell task, result)`` for every cell as its population
+    finishes; ``fn`` (``run_cell``) is what the units of work use for cells of frameworks
+    without a population trainer.
+    """
+
+    name = "population"
+
+    def __init__(self, inner, workers):
+        self.inner, self.workers = inner, workers
+
+    def __enter__(self):
+        self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.inner.__exit__(*exc)
+
+    def describe(self) -> str:
+        return f"population (one per framework and seed) on {self.inner.describe()}"
+
+    def run(self, fn, tasks):
+        for _, results in self.inner.run(run_population_task, population_tasks(tasks)):
+            yield from results

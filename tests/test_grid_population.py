@@ -1,0 +1,96 @@
+"""The population executor gives the serial executor's rows and curves, resumes cell by
+cell, records divergence with its epoch, and cuts large populations into chunks."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.errors import UsageError
+from experiments.grid.cells import cell_tasks
+from experiments.grid.config import GridConfig
+from experiments.grid.population import PopulationTask, population_tasks, run_population_task
+from experiments.grid.run import run_grid
+from experiments.grid.store import read_cells, read_curves
+
+
+def tiny(tmp_path, **kw) -> GridConfig:
+    values = dict(arch="course_cnn", dataset="digits", limit=200, frameworks=("scratch",), etas=(0.1, 0.01),
+                  lmbdas=(1e-4, 1e-2), epochs=3, batch_size=20, seeds=(0,), dtype="float64",
+                  executor="serial", workers=2, out=str(tmp_path), run="tiny")
+    values.update(kw)
+    return GridConfig(**values)
+
+
+def _run(config, **kw):
+    return run_grid(config, progress=False, figures=False, echo=lambda text: None, **kw)
+
+
+def _table(run_dir, what):
+    keys = ["framework", "eta", "lmbda", "seed"] + (["epoch"] if what == "curves" else [])
+    df = read_cells(run_dir).drop(columns=["seconds"]) if what == "cells" else read_curves(run_dir)
+    return df.sort_values(keys).reset_index(drop=True)
+
+
+def test_population_executor_gives_the_serial_rows_and_curves(tmp_path):
+    serial = tiny(tmp_path, run="serial", etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0))
+    pop = tiny(tmp_path, run="pop", etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0), executor="population")
+    _run(serial)
+    _run(pop)
+    cells_a, cells_b = _table(serial.run_dir, "cells"), _table(pop.run_dir, "cells")
+    ok = cells_a.status == "ok"
+    pd.testing.assert_frame_equal(cells_a[ok], cells_b[ok], check_exact=False, rtol=1e-12)
+    # Every epoch's curve row agrees, except the epoch where a cell diverged: the serial
+    # trainer evaluates the NaN weights, the population reports NaN metrics for it.
+    a, b = _table(serial.run_dir, "curves"), _table(pop.run_dir, "curves")
+    last = a.merge(cells_a[["eta", "lmbda", "diverged_epoch"]], on=["eta", "lmbda"])
+    keep = (last.diverged_epoch.isna() | (last.epoch < last.diverged_epoch)).to_numpy()
+    assert len(a) == len(b) and not keep.all()
+    pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=False, rtol=1e-12)
+    assert not np.isfinite(b[~keep].loss).any()
+    div = cells_a.status == "diverged"
+    assert div.any()  # eta = 1e4 with lambda = 1: the L2 step overflows
+    pd.testing.assert_series_equal(cells_a.diverged_epoch, cells_b.diverged_epoch)
+    pd.testing.assert_series_equal(cells_a.status, cells_b.status)
+    assert cells_b[div].test_loss.isna().all()  # a frozen member is not evaluated
+
+
+def test_population_run_resumes_the_missing_cells(tmp_path):
+    config = tiny(tmp_path, executor="population", workers=1)
+    stopped = []
+
+    def stop(row):
+        stopped.append(row)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(config, on_cell_done=stop)
+    assert len(read_cells(config.run_dir)) == 1  # the population's first cell was written, then Ctrl-C
+    summary = _run(config)
+    assert summary.skipped == 1 and summary.ran == 3
+    ref = tiny(tmp_path, run="ref")
+    _run(ref)
+    pd.testing.assert_frame_equal(_table(ref.run_dir, "cells"), _table(config.run_dir, "cells"),
+                                  check_exact=False, rtol=1e-12)
+
+
+def test_populations_are_one_per_framework_and_seed_and_chunked_by_memory(tmp_path):
+    config = tiny(tmp_path, frameworks=("scratch", "torch"), seeds=(0, 1))
+    tasks = cell_tasks(config)
+    groups = population_tasks(tasks)
+    assert sorted((g.framework, g.seed, len(g.cells)) for g in groups) == [
+        ("scratch", 0, 4), ("scratch", 1, 4), ("torch", 0, 4), ("torch", 1, 4)]
+    chunked = population_tasks(tasks, budget=1)  # nothing fits: one member per chunk
+    assert sorted(len(g.cells) for g in chunked if g.framework == "scratch") == [1] * 8
+    assert sum(len(g.cells) for g in chunked) == len(tasks)
+
+
+def test_a_failing_population_fails_its_cells_with_the_error(tmp_path):
+    task = cell_tasks(tiny(tmp_path))[0]
+    broken = PopulationTask((type(task)(**{**task.__dict__, "arch": "no_such_arch"}),))
+    [(t, result)] = run_population_task(broken)
+    assert result["row"]["status"] == "failed" and "no_such_arch" in result["row"]["error"]
+
+
+def test_scheduler_needs_dask_or_population(tmp_path):
+    with pytest.raises(UsageError, match="--scheduler: a scheduler address needs --executor dask or population"):
+        tiny(tmp_path, executor="serial", scheduler="tcp://127.0.0.1:1").validate(load_data=False)
+    assert GridConfig().executor == "population"
