@@ -41,7 +41,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..files import atomic_write, atomic_write_with
-from .store import CELLS, CURVES, MANIFEST, read_cells, read_curves, read_manifest
+from .store import CELLS, CURVES, MANIFEST, DamagedFile, cells_frame, curves_frame, describe, read_run
 from .labels import colour_limits, metric_name, pow10_label, seed_note, two_line_title
 from .tables import (BASE, METRICS, SAME_VALUE_RTOL, as_cells, cell_summary, difference_table, framework_order,
                      grid_axes, grid_table, status_table)
@@ -374,9 +374,12 @@ def draw_run(run_dir, *, margin: float = 0.05, dpi: float = 100, top_curves: int
     run_dir = Path(run_dir)
     if not (run_dir / CELLS).is_file():
         raise FileNotFoundError(f"{run_dir / CELLS}: no {CELLS} in this run folder")
-    cells = read_cells(run_dir)
-    manifest = read_manifest(run_dir, missing_ok=True)
-    curves = read_curves(run_dir)
+    files = read_run(run_dir)  # everything validated before anything is drawn
+    if files.incomplete:
+        first = describe(sorted(files.incomplete)[0])
+        raise DamagedFile(f"{run_dir / CURVES}: the curves of {len(files.incomplete)} finished cells are missing or "
+                          f"incomplete (e.g. {first}); run the grid again with the same options to recompute them")
+    cells, curves, manifest = cells_frame(files), curves_frame(files), files.manifest or {}
     folder = run_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     frameworks = framework_order(cells, manifest)
