@@ -48,9 +48,11 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)  # no cleanup: nobody is left to receive a result
 
 
-def _init_worker(frameworks):
+def _init_worker(frameworks, parent):
+    # ``parent`` comes from the parent itself: one that died while this worker was still
+    # starting is then seen too (os.getppid() would already name the adopting process).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="xfw-parent-watchdog", daemon=True).start()
+    threading.Thread(target=_watch_parent, args=(parent,), name="xfw-parent-watchdog", daemon=True).start()
     one_thread_environment()
     limit_threads(frameworks)
 
@@ -111,7 +113,7 @@ class ProcessExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.frameworks,))
+                                   initializer=_init_worker, initargs=(self.frameworks, os.getpid()))
 
     def _stop(self):
         # Finished: the workers are idle. Interrupted or failed: drop pending cells. Either

@@ -444,8 +444,9 @@ class RunStore:
             os.fsync(fh.fileno())
         self.curves[key] = curve_rows
         self.incomplete.discard(key)
-        self.cells[key] = {"config_hash": "", **row}
-        atomic_write(self.cells_path, _csv_text(CELL_COLUMNS, self.cells.values()))
+        cells = {**self.cells, key: {"config_hash": "", **row}}
+        atomic_write(self.cells_path, _csv_text(CELL_COLUMNS, cells.values()))
+        self.cells = cells  # only once it is on disk
 
     def stamp(self, config_hash: str) -> None:
         """Give rows written before config_hash existed the run's hash (they were accepted
