@@ -114,7 +114,7 @@ def test_missing_curves_are_named_by_the_heatmap(tmp_path, capsys):
     ("[1, 2]", "holds a JSON list; expected an object"),
     ('{"run": "x",\n "config": {"etas": [0.1', "line 2: not valid JSON"),
     ('{"config": [1]}', "config is a list; expected a JSON object"),
-    ('{"config": {"etas": [0.1]}}', "the config lacks a valid 'frameworks'"),
+    ('{"config": {"etas": 0.1}}', "config: etas is 0.1; expected a list of float values"),
 ])
 def test_damaged_manifest_is_refused(text, message, tmp_path, capsys):
     folder = make_run(tmp_path / "run")

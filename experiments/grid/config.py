@@ -123,6 +123,8 @@ class GridConfig:
             raise _usage_error(f"--config: cannot read {path}: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise _usage_error(f"--config: {path} is not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise _usage_error(f"--config: {path} is not UTF-8 text (byte {e.start}); expected a TOML file") from None
         if "grid" in table and isinstance(table["grid"], dict) and len(table) == 1:
             table = table["grid"]  # a [grid] table is accepted too
         values = _normalise_keys(table, f"--config {path}")
@@ -204,10 +206,7 @@ class GridConfig:
         options.choice(option("executor"), self.executor, EXECUTORS, "executor")
         from scratch import losses
 
-        try:
-            losses.get(self.loss)
-        except (KeyError, ValueError) as e:
-            raise bad("loss", str(e.args[0] if e.args else e)) from None
+        options.choice(option("loss"), self.loss, losses.LOSSES, "loss")
         options.frameworks(self.frameworks, option("frameworks"))
         for fw in self.frameworks:
             absent = missing(fw)

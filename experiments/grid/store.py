@@ -197,22 +197,27 @@ class Grid:
 
     @classmethod
     def of_manifest(cls, manifest: dict, path: str) -> "Grid | None":
+        """The grid a manifest's config gives; an axis it does not record is not checked."""
         config = manifest.get("config")
         if config is None:
             return None
-        try:
-            return cls(tuple(config["frameworks"]), tuple(map(float, config["etas"])),
-                       tuple(map(float, config["lmbdas"])), tuple(map(int, config["seeds"])),
-                       frozenset({manifest.get("config_hash") or "", ""}))
-        except (KeyError, TypeError, ValueError) as e:
-            raise DamagedFile(f"{path}: the config lacks a valid {e} (frameworks, etas, lmbdas and seeds are "
-                              "lists)") from None
+        axes = {}
+        for name, kind in (("frameworks", str), ("etas", float), ("lmbdas", float), ("seeds", int)):
+            if name not in config:
+                continue
+            try:
+                axes[name] = tuple(kind(v) for v in config[name])
+            except (TypeError, ValueError):
+                raise DamagedFile(f"{path}: config: {name} is {config[name]!r}; expected a list of "
+                                  f"{kind.__name__} values") from None
+        return cls(**{n: axes.get(n) for n in ("frameworks", "etas", "lmbdas", "seeds")},
+                   hashes=frozenset({manifest.get("config_hash") or "", ""}))
 
     def problem(self, key, config_hash=None) -> str | None:
         framework, eta, lmbda, seed = key
         for name, value, allowed in (("framework", framework, self.frameworks), ("eta", eta, self.etas),
                                      ("lmbda", lmbda, self.lmbdas), ("seed", seed, self.seeds)):
-            if value not in allowed:
+            if allowed is not None and value not in allowed:
                 return f"{name} {value!r} is not on the run's grid ({', '.join(map(repr, allowed))})"
         if config_hash is not None and config_hash not in self.hashes:
             return (f"config_hash {config_hash} is not this run's ({sorted(h for h in self.hashes if h)[0]}): "
