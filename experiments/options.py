@@ -8,9 +8,10 @@ file.
 """
 from __future__ import annotations
 
+from scratch.checks import DTYPE_NAMES as DTYPES
+
 from .errors import UsageError
 
-DTYPES = ("float32", "float64")
 #: The three engines, in the order every table lists them.
 FRAMEWORKS = ("scratch", "keras", "torch")
 

@@ -13,13 +13,17 @@ Public API
     ``(C, H, W)`` or ``(F,)``, and the common ``l2(lambda)`` factor of its kernels.
 ``forward(model, x)``
     Run a Keras model on canonical NCHW data (checked, transposed once) and return NumPy.
+``weight_plan(model)`` / ``to_scratch_array(item, key, value)`` / ``flatten_permutation(chw)``
+    The canonical weight layout (:mod:`keras_models.layout`): which layer holds which
+    scratch weight, one weight (or gradient) converted to the scratch layout, and the row
+    permutation of the Dense after a Flatten.
 ``Trainer``
     The training contract shared with ``scratch`` and ``torch_models`` (``train_step``,
-    ``fit`` through :func:`scratch.model.run_epochs`, ``evaluate``, ``predict``,
+    ``fit`` through :func:`scratch.trainer.run_epochs`, ``evaluate``, ``predict``,
     ``state_dict``, ``load_state_dict``).
 
-Conventions mapped (DESIGN.md sections 2-4)
--------------------------------------------
+Conventions mapped (see docs/DESIGN.md, 'Canonical layout', 'Padding and pooling', 'The objective and L2')
+----------------------------------------------------------------------------------------------------------
 * **Layout.** Keras models are NHWC (``data_format="channels_last"``, Keras's default), as a
   Keras user writes them; the canonical data are NCHW. Every function here that takes data
   (``forward``, ``Trainer``) takes canonical NCHW NumPy arrays, checks them like the scratch
@@ -87,21 +91,24 @@ Conventions mapped (DESIGN.md sections 2-4)
   and a graph loop gathers each batch with ``tf.gather``, computes the objective (data loss
   plus L2) under a ``GradientTape`` and applies the Keras optimizer. It is traced once per
   Trainer (fixed ``input_signature``), not once per epoch, and never raises on NaN or inf.
-  ``fit`` checks the data and moves them to NHWC tensors once per call; ``_train_epoch`` and
-  ``_evaluate`` (the hooks of ``run_epochs``) take those tensors, or canonical NumPy arrays.
+  ``fit`` checks the data and moves them to NHWC tensors once per call; ``train_epoch`` and
+  ``evaluate_batches`` (the :class:`scratch.trainer.EpochTrainer` methods ``run_epochs``
+  calls) take those tensors, or canonical NumPy arrays.
   TensorFlow's "frequent retracing" detector counts traces per Python code object, so many
   Trainers in one process would trip it falsely; the Trainer's functions opt out of it
   (``_omit_frequent_tracing_warning``), and a test checks they really trace once each.
   XLA (``jit_compile=True``) is available but off: it is about 10x slower here on CPU.
 
-This package imports keras, NumPy and scratch only; never torch or torch_models.
+This package imports keras, NumPy and scratch only; never torch or torch_models. The
+Keras/TensorFlow environment (``KERAS_BACKEND``, ``TF_CPP_MIN_LOG_LEVEL``) is set in one
+place, :func:`keras_models.env.configure`, called here before keras is first imported.
 """
-import os
+from . import env
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow's C++ start-up logs
+env.configure()
 
 from .builder import ExactL2, ExactLeakyReLU, build, input_shape_of, l2_of, spec_of  # noqa: E402
+from .layout import flatten_permutation, to_scratch_array, weight_plan  # noqa: E402
 from .transfer import forward, from_scratch, to_scratch  # noqa: E402
 from .trainer import OPTIMIZERS, Trainer, make_optimizer  # noqa: E402
 
@@ -113,6 +120,9 @@ __all__ = [
     "input_shape_of",
     "l2_of",
     "forward",
+    "weight_plan",
+    "to_scratch_array",
+    "flatten_permutation",
     "Trainer",
     "make_optimizer",
     "OPTIMIZERS",

@@ -5,21 +5,16 @@ See the package docstring for the conventions (layout, names, leaky_relu slope, 
 """
 from __future__ import annotations
 
-import math
-import os
 import re
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import numpy as np
+from keras import layers as KL
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras import layers as KL  # noqa: E402
-
-import scratch  # noqa: E402
-from scratch import spec as S  # noqa: E402
-from scratch.layers import ShapeError  # noqa: E402
-
-DTYPES = ("float32", "float64")
+import scratch
+from scratch import spec as S
+from scratch.checks import check_dtype, check_l2, check_seed
+from scratch.layers import ShapeError
 
 #: What spec_of reads, for error messages.
 SUPPORTED = (
@@ -32,20 +27,9 @@ SUPPORTED = (
 
 # --------------------------------------------------------------------------- helpers
 def dtype_name(dtype) -> str:
-    """``"float32"`` or ``"float64"`` from any NumPy/Keras spelling; otherwise a TypeError."""
-    try:
-        name = np.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name not in DTYPES:
-        raise TypeError(f"dtype: {dtype!r} is not supported; allowed: float32, float64")
-    return name
-
-
-def check_l2(l2) -> float:
-    if isinstance(l2, bool) or not isinstance(l2, (int, float, np.floating)) or not math.isfinite(l2) or l2 < 0:
-        raise ValueError(f"l2: expected a finite number >= 0, got {l2!r}")
-    return float(l2)
+    """``"float32"`` or ``"float64"`` from any NumPy/Keras spelling; otherwise a TypeError
+    (:func:`scratch.checks.check_dtype`)."""
+    return check_dtype(dtype).name
 
 
 def to_keras_shape(shape: tuple) -> tuple:
@@ -183,13 +167,12 @@ def build(layers, input_shape, *, dtype="float64", l2: float = 0.0, seed=None, n
     layers = S.validate(layers)
     dtype = dtype_name(dtype)
     l2 = check_l2(l2)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed: expected None or a non-negative int, got {seed!r}")
+    seed = check_seed(seed, allow_none=True)
     shapes = entry_shapes(layers, input_shape)  # validates input_shape and the stack, naming the layer
     canonical_input = shapes[0][0]
     model = keras.Sequential(
         [keras.Input(shape=to_keras_shape(canonical_input), dtype=dtype, name="input")]
-        + [_keras_layer(i, layer, dtype, l2, None if seed is None else int(seed)) for i, layer in enumerate(layers)],
+        + [_keras_layer(i, layer, dtype, l2, seed) for i, layer in enumerate(layers)],
         name=name or "sequential",
     )
     for i, (layer, (_, out)) in enumerate(zip(model.layers, shapes)):
@@ -362,7 +345,7 @@ def l2_of(model) -> float:
     stock ``keras.regularizers.l2`` / ``L1L2(l2=...)`` (which cast it through float32).
 
     Raises a ValueError when layers use different factors, L1 terms, or bias/activity
-    regularizers, which the suite's objective (DESIGN.md section 4) does not have.
+    regularizers, which the suite's objective (see docs/DESIGN.md, 'The objective and L2') does not have.
     """
     _require_sequential(model, "l2_of")
     factors = {}

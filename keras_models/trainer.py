@@ -1,38 +1,34 @@
 """Training a Keras model with the suite's objective, optimizers and batch order.
 
 :class:`Trainer` keeps the contract shared with the scratch engine and torch_models. Its
-epoch loop is :func:`scratch.model.run_epochs`; the Keras side provides
-``_train_epoch`` (one compiled TensorFlow function per epoch, traced once per Trainer) and
-``_evaluate``. ``model.fit`` is not used: its callbacks, metrics and per-epoch dataset
+epoch loop is :func:`scratch.trainer.run_epochs`; the Keras side implements its
+:class:`scratch.trainer.EpochTrainer` interface: ``train_epoch`` (one compiled TensorFlow
+function per epoch, traced once per Trainer) and ``evaluate_batches``. ``model.fit`` is not used: its callbacks, metrics and per-epoch dataset
 set-up cost more than the small networks of the suite themselves.
 """
 from __future__ import annotations
 
-import os
+import keras
+import numpy as np
+import tensorflow as tf
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import scratch
+from scratch import optimizers as SO
+from scratch.checks import check_input, check_l2
+from scratch.data import accuracy, as_targets
+from scratch.optimizers import BASE_OPTIMIZER, OPTIMIZERS, PRESETS
+from scratch.trainer import run_epochs
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from .builder import build, dtype_name, to_keras_shape
+from .transfer import from_scratch, to_canonical, to_native, to_scratch
 
-import scratch  # noqa: E402
-from scratch import optimizers as SO  # noqa: E402
-from scratch.data import accuracy, as_targets  # noqa: E402
-from scratch.model import run_epochs  # noqa: E402
-
-from .builder import build, check_l2, dtype_name, to_keras_shape  # noqa: E402
-from .transfer import check_input, from_scratch, to_canonical, to_native, to_scratch  # noqa: E402
-
-#: Optimizer names, the same as :data:`scratch.optimizers.OPTIMIZERS`.
-OPTIMIZERS = SO.OPTIMIZERS
+#: The Keras optimizer of each base optimizer (:data:`scratch.optimizers.BASE_OPTIMIZER`);
+#: the presets are :data:`scratch.optimizers.PRESETS`.
 _KERAS_OPTIMIZERS = {
-    "sgd": (keras.optimizers.SGD, {}),
-    "momentum": (keras.optimizers.SGD, {"momentum": 0.9}),
-    "nesterov": (keras.optimizers.SGD, {"momentum": 0.9, "nesterov": True}),
-    "rmsprop": (keras.optimizers.RMSprop, {}),
-    "adagrad": (keras.optimizers.Adagrad, {}),
-    "adam": (keras.optimizers.Adam, {}),
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adagrad": keras.optimizers.Adagrad,
+    "adam": keras.optimizers.Adam,
 }
 #: Loss name -> Keras loss *function* (per-sample values; fused with a final softmax/sigmoid
 #: on the TensorFlow backend, see the package docstring). Not the class losses: they cast to
@@ -62,14 +58,14 @@ def make_optimizer(name: str, learning_rate: float = 0.01, *, dtype="float32", *
     constructor, as a Keras user who writes ``keras.config.set_floatx("float64")`` for a
     float64 model gets; floatx is restored afterwards.
     """
-    if name not in _KERAS_OPTIMIZERS:
+    if name not in BASE_OPTIMIZER:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
     if "lr_dtype" in hyper:
         raise ValueError("lr_dtype: Keras keeps the learning rate in a keras.config.floatx() variable; "
                          "here it follows the model's dtype (the dtype argument)")
     SO.make(name, learning_rate, flavor="keras", **hyper)  # validation only
-    cls, preset = _KERAS_OPTIMIZERS[name]
-    kwargs = {**preset, **{k: v for k, v in hyper.items() if v is not None}}
+    cls = _KERAS_OPTIMIZERS[BASE_OPTIMIZER[name]]
+    kwargs = {**PRESETS.get(name, {}), **{k: v for k, v in hyper.items() if v is not None}}
     previous = keras.config.floatx()
     keras.config.set_floatx(dtype_name(dtype))
     try:
@@ -217,16 +213,19 @@ class Trainer:
             y = tf.constant(y)
         return x, y
 
-    # ------------------------------------------------------------------ run_epochs hooks
-    def _train_epoch(self, x, y, batches) -> list:
-        """One epoch over ``batches`` (index arrays) in one compiled call; objectives per batch."""
+    # ------------------------------------------------------------------ EpochTrainer
+    def train_epoch(self, x, y, batches) -> list:
+        """One epoch over ``batches`` (index arrays) in one compiled call; the objective of
+        each batch before its step (:class:`scratch.trainer.EpochTrainer`). ``x``, ``y``:
+        NHWC tensors from ``fit``, or checked canonical NumPy arrays."""
         x, y = self._native(x, y)
         order = tf.constant(np.concatenate(batches).astype(np.int64))
         bounds = tf.constant(np.concatenate([[0], np.cumsum([len(b) for b in batches])]).astype(np.int64))
         return [float(v) for v in self._epoch_fn(x, y, order, bounds).numpy()]
 
-    def _evaluate(self, x, y, batch_size) -> dict:
-        """``{"loss": mean data loss (no L2), "accuracy"}`` in chunks of ``batch_size``."""
+    def evaluate_batches(self, x, y, batch_size) -> dict:
+        """``{"loss": mean data loss (no L2), "accuracy"}`` in chunks of ``batch_size`` on
+        prepared data, as :meth:`train_epoch` takes them (:class:`scratch.trainer.EpochTrainer`)."""
         x, y = self._native(x, y)
         n = int(x.shape[0])
         step = n if batch_size is None else int(batch_size)
@@ -265,7 +264,7 @@ class Trainer:
     def evaluate(self, x, y, batch_size: int | None = 1000) -> dict:
         """``{"loss": mean data loss (no L2 term), "accuracy": fraction correct}``."""
         x = self._check_x(x)
-        return self._evaluate(x, self._targets(y, x.shape[0]), batch_size)
+        return self.evaluate_batches(x, self._targets(y, x.shape[0]), batch_size)
 
     def predict(self, x, batch_size: int | None = 1000) -> np.ndarray:
         """Model outputs (N, K) (after the final activation), in chunks of ``batch_size``."""

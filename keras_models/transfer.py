@@ -1,85 +1,21 @@
 """Weights between the scratch layout and a Keras model, and a checked NCHW forward.
 
-Following nanoGPT's ``from_pretrained``: the conversions are an explicit table
-(:data:`TRANSPOSED`), and every key, shape and dtype is checked before anything is
+Following nanoGPT's ``from_pretrained``: the conversions are the explicit table of
+:mod:`keras_models.layout`, and every key, shape and dtype is checked before anything is
 assigned, so a failed transfer leaves the Keras model untouched.
 """
 from __future__ import annotations
 
-import os
+import keras
+import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+from scratch.checks import check_input
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from scratch import spec as S  # noqa: E402
-from scratch.data import check_input as scratch_check_input  # noqa: E402
-
-from .builder import dtype_name, entry_shapes, input_shape_of, spec_of  # noqa: E402
-
-#: Scratch -> Keras axis orders of the weights that are transposed (nanoGPT's list);
-#: every other weight (Dense kernel, biases) keeps its layout, except that the first
-#: Dense after a Flatten of an image has its rows permuted (see :func:`flatten_permutation`).
-TRANSPOSED = {("Conv2D", "kernel"): (2, 3, 1, 0)}  # W[out, in, kh, kw] -> (kh, kw, in, out)
-#: Keras -> scratch: the inverse axis orders.
-TRANSPOSED_BACK = {k: tuple(int(a) for a in np.argsort(v)) for k, v in TRANSPOSED.items()}  # (3, 2, 0, 1)
-
-
-def flatten_permutation(chw: tuple) -> np.ndarray:
-    """Row permutation of the Dense after a Flatten of a canonical (C, H, W) input.
-
-    Keras's flat feature ``p`` (H, W, C order) is scratch's feature ``perm[p]`` (C, H, W
-    order), so ``keras_kernel = scratch_kernel[perm]`` and
-    ``scratch_kernel = keras_kernel[argsort(perm)]``.
-    """
-    c, h, w = chw
-    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
-
-
-def _plan(model) -> list:
-    """One entry per parametric layer: index, Keras layer, kind, row permutation (or None)."""
-    spec = spec_of(model)
-    shapes = entry_shapes(spec, input_shape_of(model))
-    plan, pending = [], None
-    for i, (layer, entry) in enumerate(zip(model.layers, spec)):
-        if isinstance(entry, S.Flatten):
-            chw = shapes[i][0]
-            pending = flatten_permutation(chw) if len(chw) == 3 else pending
-        elif isinstance(entry, (S.Conv2D, S.Dense)):
-            kind = type(entry).__name__
-            perm = pending if kind == "Dense" else None
-            if kind == "Dense":
-                pending = None
-            plan.append({"index": i, "layer": layer, "kind": kind, "perm": perm})
-    return plan
-
+from .builder import dtype_name, input_shape_of
+from .layout import scratch_shape, to_keras_array, to_scratch_array, weight_plan
 
 def _weights(item) -> dict:
     return {"kernel": item["layer"].kernel, "bias": item["layer"].bias}
-
-
-def _to_scratch_array(item, key: str, value: np.ndarray) -> np.ndarray:
-    axes = TRANSPOSED_BACK.get((item["kind"], key))
-    if axes is not None:
-        value = value.transpose(axes)
-    if key == "kernel" and item["perm"] is not None:
-        value = value[np.argsort(item["perm"])]
-    return np.ascontiguousarray(value)
-
-
-def _to_keras_array(item, key: str, value: np.ndarray) -> np.ndarray:
-    axes = TRANSPOSED.get((item["kind"], key))
-    if axes is not None:
-        value = value.transpose(axes)
-    if key == "kernel" and item["perm"] is not None:
-        value = value[item["perm"]]
-    return np.ascontiguousarray(value)
-
-
-def _scratch_shape(item, key: str, keras_shape: tuple) -> tuple:
-    axes = TRANSPOSED_BACK.get((item["kind"], key))
-    return tuple(keras_shape[a] for a in axes) if axes is not None else tuple(keras_shape)
 
 
 def _label(item) -> str:
@@ -99,7 +35,7 @@ def from_scratch(model, state) -> None:
         state = state.state_dict()
     if not isinstance(state, dict):
         raise TypeError(f"state: expected a dict of arrays (a scratch state_dict()), got {type(state).__name__}")
-    plan = _plan(model)
+    plan = weight_plan(model)
     expected = {f"{item['index']}.{key}": (item, key) for item in plan for key in ("kernel", "bias")}
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected]
@@ -120,7 +56,7 @@ def from_scratch(model, state) -> None:
     for k, (item, key) in expected.items():
         variable = _weights(item)[key]
         keras_shape = tuple(variable.shape)
-        want = _scratch_shape(item, key, keras_shape)
+        want = scratch_shape(item, key, keras_shape)
         arr = np.asarray(state[k])
         if arr.shape != want:
             raise ValueError(
@@ -134,7 +70,7 @@ def from_scratch(model, state) -> None:
             )
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{_label(item)}: {k} (shape {arr.shape}) contains NaN or inf")
-        converted.append((variable, _to_keras_array(item, key, arr)))
+        converted.append((variable, to_keras_array(item, key, arr)))
     for variable, value in converted:  # all checks passed: copy
         variable.assign(value)
 
@@ -146,9 +82,9 @@ def to_scratch(model) -> dict:
     reads; arrays keep the Keras variables' dtype.
     """
     out = {}
-    for item in _plan(model):
+    for item in weight_plan(model):
         for key, variable in _weights(item).items():
-            out[f"{item['index']}.{key}"] = _to_scratch_array(item, key, np.asarray(keras.ops.convert_to_numpy(variable)))
+            out[f"{item['index']}.{key}"] = to_scratch_array(item, key, np.asarray(keras.ops.convert_to_numpy(variable)))
     return out
 
 
@@ -160,12 +96,6 @@ def model_dtype(model) -> str:
     if len(dtypes) != 1:
         raise TypeError(f"model '{model.name}' mixes dtypes {sorted(dtypes)}; give every layer the same dtype")
     return dtypes.pop()
-
-
-def check_input(x, input_shape: tuple, dtype, name: str = "x") -> np.ndarray:
-    """Check canonical NCHW (or (N, F)) data exactly as the scratch engine does: rank, shape
-    (with a hint when the data look channels-last), dtype, non-empty, finite."""
-    return scratch_check_input(x, input_shape, dtype, name)
 
 
 def to_native(x: np.ndarray) -> np.ndarray:

@@ -1,53 +1,12 @@
 """Batch order and target handling shared by all three frameworks.
 
 Every framework's ``fit`` draws its batches from :func:`epoch_batches`, so that the
-scratch engine, Keras and PyTorch see the same samples in the same order (DESIGN.md
-section 4: one seeded permutation per epoch).
+scratch engine, Keras and PyTorch see the same samples in the same order (one seeded
+permutation per epoch). The checks of input shapes and data are in :mod:`scratch.checks`.
 """
 from __future__ import annotations
 
 import numpy as np
-
-
-def check_input_shape(input_shape) -> tuple:
-    """``input_shape`` as a tuple of ints, ``(C, H, W)`` or ``(F,)`` (without the batch axis)."""
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"input_shape: expected a tuple such as (1, 8, 8), got {input_shape!r}") from None
-    if not shape or any(d <= 0 for d in shape) or len(shape) not in (1, 3):
-        raise ValueError(f"input_shape: expected (C, H, W) or (F,) of positive sizes, got {input_shape!r}")
-    return shape
-
-
-def check_input(x, input_shape: tuple, dtype, name: str = "x", owner: str = "model") -> np.ndarray:
-    """Check canonical data for a model of one-sample shape ``input_shape`` and ``dtype``.
-
-    The same checks in every framework: a NumPy array of rank ``1 + len(input_shape)``
-    (NCHW or (N, F)), the right shape (with a transpose hint when it looks channels-last),
-    exactly ``dtype``, at least one sample, no NaN or inf. Returns ``x`` unchanged.
-    """
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}")
-    input_shape = tuple(input_shape)
-    expected = ("N",) + input_shape
-    if x.ndim != len(expected):
-        raise ValueError(f"{name}: expected rank {len(expected)} input of shape {expected} (NCHW), got shape {x.shape}")
-    if x.shape[1:] != input_shape:
-        what = "channels" if len(input_shape) == 3 and x.shape[1] != input_shape[0] else "shape"
-        hint = ""
-        if len(input_shape) == 3 and x.shape[-1] == input_shape[0] and x.shape[1:3] == input_shape[1:]:
-            hint = "; the data looks channels-last (NHWC): transpose it with x.transpose(0, 3, 1, 2)"
-        raise ValueError(f"{name}: {what} mismatch, expected {expected}, got {x.shape}{hint}")
-    dtype = np.dtype(dtype)
-    if x.dtype != dtype:
-        raise TypeError(f"{name}: dtype {x.dtype} does not match the {owner}'s {dtype}; "
-                        f"cast it with x.astype(np.{dtype.name})")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name}: the batch is empty")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name}: contains NaN or inf")
-    return x
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:

@@ -4,7 +4,7 @@ Each layer follows numpy-ml's pattern: parameters in ``self.params`` and gradien
 ``self.grads``, dicts with the same keys (``"kernel"``, ``"bias"``) and shapes. Shapes
 below leave out the batch axis N, which comes first everywhere.
 
-Layouts (DESIGN.md section 3): activations are NCHW; a Conv2D kernel is
+Layouts (see docs/DESIGN.md, 'Canonical layout'): activations are NCHW; a Conv2D kernel is
 ``W[out, in, kh, kw]``; a Dense kernel is ``W[in, out]`` (``y = x W + b``).
 
 No Python loop runs over samples or pixels: convolutions and pooling read all windows

@@ -1,4 +1,4 @@
-"""Losses of the one objective (DESIGN.md section 4): the mean over the batch of the
+"""Losses of the one objective (see docs/DESIGN.md, 'The objective and L2'): the mean over the batch of the
 per-sample loss, where the per-sample loss of several outputs is their mean (MSE, BCE)
 or sum (CCE), as Keras computes them.
 

@@ -2,9 +2,9 @@
 
 Data are NCHW arrays of the model's dtype; parameters and gradients are dicts with
 dotted keys ``"<spec index>.kernel"`` / ``"<spec index>.bias"`` in the canonical layout
-of DESIGN.md section 3.
+(see docs/DESIGN.md, 'Canonical layout').
 
-The objective (DESIGN.md section 4) is::
+The objective (see docs/DESIGN.md, 'The objective and L2') is::
 
     mean_n loss(f(x_n), y_n) + lambda * sum over kernels of sum(W**2)
 
@@ -18,27 +18,12 @@ import math
 import numpy as np
 
 from . import losses as L
+from . import optimizers as O
 from . import spec as S
-from .data import accuracy, as_targets, check_input, check_input_shape, epoch_batches
+from .checks import check_dtype, check_input, check_input_shape, check_l2, check_seed
+from .data import accuracy, as_targets
 from .layers import ActivationOp, make_ops
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _check_dtype(dtype) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype: {dtype!r} is not supported; allowed: float32, float64")
-    return dt
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-    return int(seed)
+from .trainer import run_epochs
 
 
 class Sequential:
@@ -56,8 +41,8 @@ class Sequential:
 
     def __init__(self, layers, input_shape, *, dtype=np.float64, seed: int = 0):
         self.layers = S.validate(layers)
-        self.dtype = _check_dtype(dtype)
-        self.seed = _check_seed(seed)
+        self.dtype = check_dtype(dtype)
+        self.seed = check_seed(seed)
         self.input_shape = shape = check_input_shape(input_shape)
         self._dropout_rng = np.random.default_rng([self.seed, 1])
         self.ops = []
@@ -137,7 +122,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ checks
     def check_input(self, x, name: str = "x") -> np.ndarray:
-        """``x`` as an array, after checking rank, shape, dtype and finiteness (:func:`scratch.data.check_input`)."""
+        """``x`` as an array, after checking rank, shape, dtype and finiteness (:func:`scratch.checks.check_input`)."""
         return check_input(x, self.input_shape, self.dtype, name)
 
     # ------------------------------------------------------------------ passes
@@ -183,8 +168,6 @@ class Sequential:
                 l2: float = 0.0, flavor: str = "keras", **optimizer_kwargs) -> "Sequential":
         """Set the loss, the optimizer (an instance or a name for ``scratch.optimizers.make``)
         and the L2 factor ``l2`` (Keras's ``l2(lambda)``: kernels only)."""
-        from . import optimizers as O
-
         loss = L.get(loss)
         if loss.fused_activation:
             last = self.ops[-1]
@@ -193,8 +176,7 @@ class Sequential:
                     f"loss {loss.name!r} needs the model to end in a {loss.fused_activation} activation "
                     f"(it is fused with the loss); the last op is {last.name}"
                 )
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not math.isfinite(l2) or l2 < 0:
-            raise ValueError(f"l2: expected a finite number >= 0, got {l2!r}")
+        l2 = check_l2(l2)
         if isinstance(optimizer, str):
             if flavor == "keras":
                 # The suite's Keras trainer keeps its learning rate in the model's dtype
@@ -203,7 +185,7 @@ class Sequential:
             optimizer = O.make(optimizer, learning_rate, flavor=flavor, **optimizer_kwargs)
         elif not isinstance(optimizer, O.Optimizer):
             raise TypeError(f"optimizer: expected a name or a scratch.optimizers.Optimizer, got {optimizer!r}")
-        self.loss, self.optimizer, self.l2 = loss, optimizer, float(l2)
+        self.loss, self.optimizer, self.l2 = loss, optimizer, l2
         return self
 
     def _require_compiled(self):
@@ -261,6 +243,12 @@ class Sequential:
             self.optimizer.step(self._params, self._grads)
         return objective
 
+    def train_epoch(self, x, y, batches) -> list:
+        """One optimizer step per index array of ``batches`` on already-checked ``x`` and
+        targets ``y`` (N, outputs); the objective of each batch before its step
+        (:class:`scratch.trainer.EpochTrainer`)."""
+        return [self._train_step(x[idx], y[idx]) for idx in batches]
+
     def predict(self, x, batch_size: int | None = 1000) -> np.ndarray:
         """Outputs in batches of ``batch_size`` (None: all at once)."""
         x = self.check_input(x)
@@ -274,9 +262,11 @@ class Sequential:
         self._require_compiled()
         x = self.check_input(x)
         y = self.targets(y)
-        return self._evaluate(x, y, batch_size)
+        return self.evaluate_batches(x, y, batch_size)
 
-    def _evaluate(self, x, y, batch_size):
+    def evaluate_batches(self, x, y, batch_size) -> dict:
+        """:meth:`evaluate` on already-checked ``x`` and targets ``y`` (N, outputs), in
+        chunks of ``batch_size`` (None: all at once) (:class:`scratch.trainer.EpochTrainer`)."""
         n = x.shape[0]
         step = n if batch_size is None else batch_size
         total, outs = 0.0, []
@@ -310,54 +300,6 @@ class Sequential:
         return run_epochs(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle,
                           validation=val, progress=progress, on_epoch_end=on_epoch_end,
                           evaluate_train=evaluate_train)
-
-
-def run_epochs(trainer, x, y, *, epochs, batch_size, seed, shuffle, validation, progress, on_epoch_end,
-               evaluate_train=True):
-    """The epoch loop shared by every framework's trainer.
-
-    ``trainer`` provides ``_train_step(xb, yb) -> float`` (or ``_train_epoch(x, y, batches) ->
-    list of floats``, one objective per batch) and ``_evaluate(x, y, batch_size) -> dict`` on
-    already-checked arrays in the trainer's own layout. Batches come from
-    :func:`scratch.data.epoch_batches`, so every framework sees the same order.
-    """
-    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs <= 0:
-        raise ValueError(f"epochs: expected a positive int, got {epochs!r}")
-    n = x.shape[0]
-    epoch_batches(n, batch_size, seed, 0, shuffle)  # validates batch_size before any work
-    history = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm  # optional display dependency, imported only when asked for
-
-        bar = tqdm(total=epochs, unit="epoch", leave=False)
-    try:
-        for epoch in range(epochs):
-            batches = epoch_batches(n, batch_size, seed, epoch, shuffle)
-            if hasattr(trainer, "_train_epoch"):  # e.g. Keras: one compiled function per epoch
-                losses = trainer._train_epoch(x, y, batches)
-            else:
-                losses = [trainer._train_step(x[idx], y[idx]) for idx in batches]
-            mean_loss = float(np.mean(losses))
-            diverged = not math.isfinite(mean_loss)
-            row = {"epoch": epoch + 1, "loss": mean_loss}
-            if evaluate_train:
-                row.update({f"train_{k}": v for k, v in trainer._evaluate(x, y, 1000).items()})
-            if validation is not None:
-                row.update({f"test_{k}": v for k, v in trainer._evaluate(*validation, 1000).items()})
-            row["diverged"] = diverged
-            history.append(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-            if diverged:
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    return history
 
 
 def build(layers, input_shape, *, dtype=np.float64, seed: int = 0) -> Sequential:

@@ -4,7 +4,7 @@ A model is a tuple of these frozen dataclasses; entry ``i`` is layer ``i`` in th
 scratch engine, in Keras and in PyTorch. Nothing here imports NumPy or a framework:
 the spec is a declarative record, like a Keras ``get_config()``.
 
-Conventions (see DESIGN.md sections 2-4):
+Conventions (see docs/DESIGN.md, 'Canonical layout' and 'Padding and pooling'):
 
 * sizes are ``(height, width)`` pairs; an ``int`` is accepted and doubled;
 * ``padding`` is ``"valid"`` or ``"same"`` (TensorFlow's rule for every stride: the

@@ -1,7 +1,7 @@
-"""Shared pytest setup: import torch before anything imports TensorFlow (DESIGN.md section 5)."""
-import os
+"""Shared pytest setup: torch is imported before anything imports TensorFlow (in one
+process, TensorFlow loaded first can crash torch's import), then ``keras_models``, which
+sets the Keras environment in its one place (``keras_models/env.py``) before it loads
+Keras; tests that import ``keras`` directly find it configured."""
+import torch  # noqa: F401
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import torch  # noqa: E402,F401  (torch before TensorFlow: avoids a crash at import)
+import keras_models  # noqa: F401

@@ -1,7 +1,7 @@
 """Central-difference gradient checks (float64) of every layer kind, loss, L2 and architecture.
 
 Every case checks the gradients of all parameters and of the input; the bound is a max
-relative error of 1e-6 (issue 2).
+relative error of 1e-6 (see docs/DESIGN.md, 'Tolerances').
 """
 import numpy as np
 import pytest

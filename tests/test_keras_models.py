@@ -1,5 +1,5 @@
 """Tests of keras_models: the builder, weight transfer, spec_of and the Trainer, each
-against the scratch engine (DESIGN.md sections 2-5).
+against the scratch engine (see docs/DESIGN.md, 'Canonical layout' and 'Tolerances').
 
 Every Keras model is built once per (case, dtype) and reused; data are small and seeded;
 ``model.fit`` is never called. float64 comparisons use ``rtol=1e-10`` (forward outputs,
@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 import pathlib
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pytest
 import keras  # noqa: E402  (conftest imported torch first)
 import tensorflow as tf  # noqa: E402
 from keras import layers as KL  # noqa: E402
@@ -29,7 +26,7 @@ from scratch import optimizers as SO  # noqa: E402
 from scratch import spec as S  # noqa: E402
 
 DTYPES = ("float64", "float32")
-# (rtol, atol relative to the largest |expected|): float64 as DESIGN.md section 5; float32
+# (rtol, atol relative to the largest |expected|): float64 as in docs/DESIGN.md, 'Tolerances'; float32
 # allows for other summation orders (oneDNN/Eigen vs NumPy's BLAS).
 TOL = {"float64": (1e-10, 1e-13), "float32": (1e-5, 1e-6)}
 TRAJECTORY_TOL = (1e-9, 1e-12)  # float64, after many optimizer steps
@@ -157,7 +154,7 @@ def test_forward_matches_scratch(case, dtype, batch):
     order = None  # between a Flatten of an image and the next Dense, Keras's features are H, W, C
     for i, (layer, out, ref) in enumerate(zip(CASES[case][0], outs, expected)):
         if isinstance(layer, S.Flatten) and len(sm.ops[[op.index for op in sm.ops].index(i)].input_shape) == 3:
-            order = np.argsort(km.transfer.flatten_permutation(sm.ops[[op.index for op in sm.ops].index(i)].input_shape))
+            order = np.argsort(km.flatten_permutation(sm.ops[[op.index for op in sm.ops].index(i)].input_shape))
         elif isinstance(layer, S.Dense):
             order = None
         out = nchw(out) if order is None else np.asarray(out)[:, order]
@@ -189,11 +186,11 @@ def test_gradients_match_scratch(case, dtype):
 
 
 def test_flatten_permutation_is_explicit():
-    perm = km.transfer.flatten_permutation((2, 3, 4))
+    perm = km.flatten_permutation((2, 3, 4))
     # Keras feature p = (h, w, c) in H, W, C order is scratch feature c*12 + h*4 + w.
     h, w, c = np.unravel_index(np.arange(24), (3, 4, 2))
     assert np.array_equal(perm, c * 12 + h * 4 + w)
-    assert km.transfer.TRANSPOSED == {("Conv2D", "kernel"): (2, 3, 1, 0)}
+    assert km.layout.TRANSPOSED == {("Conv2D", "kernel"): (2, 3, 1, 0)}
 
 
 # --------------------------------------------------------------------------- Keras internals

@@ -16,18 +16,15 @@ relative 1e-12. Both sides do the same float64 operations in the same order:
 """
 from __future__ import annotations
 
-import os
+import math
 
-os.environ["KERAS_BACKEND"] = "tensorflow"
-
-import math  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402  (torch before TensorFlow: DESIGN.md section 5)
+import numpy as np
+import pytest
+import torch  # noqa: E402  (torch before TensorFlow: see docs/DESIGN.md, 'Layering')
 import keras  # noqa: E402
 
 from scratch import optimizers as so  # noqa: E402
+from scratch.optimizers.base import keras_cast  # noqa: E402
 
 STEPS = 25
 SHAPES = {"kernel": (3, 4), "bias": (4,), "conv": (2, 3, 2, 2)}
@@ -190,11 +187,11 @@ def test_keras_casts_python_floats_through_float32():
     """On the TensorFlow backend ops.cast(0.9, "float64") converts 0.9 to float32 first.
 
     Keras applies it to SGD's momentum, Adam's betas in beta**t and Adagrad's
-    initial_accumulator_value; the Keras flavour mirrors it (scratch.optimizers._keras_cast).
+    initial_accumulator_value; the Keras flavour mirrors it (scratch.optimizers.base.keras_cast).
     Without it the float64 trajectories differ by 1e-8 (Adagrad) to 1e-4 (Adam) relative.
     """
     assert float(keras.ops.cast(0.9, "float64")) == float(np.float32(0.9)) != 0.9
-    assert so._keras_cast(0.9, np.float64) == np.float32(0.9)
+    assert keras_cast(0.9, np.float64) == np.float32(0.9)
 
 
 def test_keras_float64_floatx_matches_with_float64_lr():
@@ -419,13 +416,32 @@ def test_step_rejects_mismatched_keys_and_shapes():
 
 def test_scratch_module_imports_no_framework():
     import ast
-    import inspect
+    import pathlib
 
-    tree = ast.parse(inspect.getsource(so))
+    files = sorted(pathlib.Path(so.__file__).parent.glob("*.py"))
+    assert {f.stem for f in files} >= {"__init__", "base", "sgd", "rmsprop", "adagrad", "adam"}
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
     assert not imported & {"torch", "tensorflow", "keras", "jax"}, imported
+
+
+@pytest.mark.parametrize("flavor", so.FLAVORS)
+@pytest.mark.parametrize("cls", [so.SGD, so.RMSprop, so.Adagrad, so.Adam])
+def test_flavour_rule_is_chosen_once_at_construction(cls, flavor):
+    """Each optimizer holds one rule per flavour and runs the one its flavour names."""
+    assert set(cls.RULES) == set(so.FLAVORS)
+    opt = cls(0.1, flavor=flavor)
+    assert opt._rule is cls.RULES[flavor]
+
+
+def test_presets_are_the_one_definition():
+    assert set(so.BASE_OPTIMIZER) == set(so.OPTIMIZERS)
+    assert set(so.PRESETS) <= set(so.OPTIMIZERS)
+    for name, preset in so.PRESETS.items():
+        opt = so.make(name, 0.1)
+        assert isinstance(opt, so.SGD) and {k: getattr(opt, k) for k in preset} == preset

@@ -1,4 +1,4 @@
-"""The suite proves it can fail (issue 4, part 6): each planted bug of
+"""The suite proves it can fail: each planted bug of
 experiments/parity/breakages.py (a monkeypatch of the scratch engine) must be reported by
 the parity checker with the right layer and quantity, and its probe must pass without it.
 """

@@ -20,7 +20,7 @@ def test_loss_parity(case, framework):
 
 @pytest.mark.parametrize("dtype", C.DTYPES)
 def test_torch_weight_decay_is_the_l2_penalty(dtype):
-    """torch SGD(weight_decay=2*lambda) on kernels only takes scratch's L2 step (DESIGN.md 4)."""
+    """torch SGD(weight_decay=2*lambda) on kernels only takes scratch's L2 step (see docs/DESIGN.md, 'The objective and L2')."""
     require("torch")
     check(R.run_torch_decay(dtype))
 

@@ -1,6 +1,6 @@
 """torch_models against the scratch engine: build, transfer, spec_of, Trainer.
 
-The strict checks run in float64 (DESIGN.md section 5): forward outputs of every layer,
+The strict checks run in float64 (see docs/DESIGN.md, 'Tolerances'): forward outputs of every layer,
 the input gradient and every parameter gradient under a random upstream gradient equal
 scratch's to about 1e-10 relative. The edge cases (asymmetric TensorFlow "same" padding
 for convolution and both poolings, stride 2, odd sizes, non-square kernels) make this

@@ -6,17 +6,19 @@ read a spec back from a torch model, and train under the shared contract.
   ``state_dict`` keys line up with scratch's ``"i.kernel"``.
 * :func:`from_scratch` / :func:`to_scratch` (``transfer``): scratch state dict <-> torch
   parameters; Linear weights transposed, everything else as is; bit-exact.
-* :func:`spec_of` (``builder``): the spec of a model from ``build`` or written by hand.
+* :func:`weight_plan` (``transfer``): which torch parameter is which scratch weight.
+* :func:`spec_of` (``spec_of``): the spec of a model from ``build`` or written by hand.
 * :class:`Trainer` (``trainer``): loss, optimizer, L2 and ``fit`` as in scratch, run by
-  :func:`scratch.model.run_epochs`.
+  :func:`scratch.trainer.run_epochs`.
 * :func:`configure_worker_threads`: one thread per worker process, denormals flushed.
 
 Imports torch, NumPy and scratch only: never TensorFlow, Keras or ``keras_models``
-(DESIGN.md section 1). Each module's docstring lists the conventions it maps.
+(see docs/DESIGN.md, 'Layering'). Each module's docstring lists the conventions it maps.
 """
-from .builder import AvgPool2dSame, build, entries, forward_layers, spec_of
+from .builder import AvgPool2dSame, build, entries, forward_layers
+from .spec_of import spec_of
 from .trainer import OPTIMIZERS, Trainer, configure_worker_threads, make_optimizer
-from .transfer import TRANSPOSED, from_scratch, to_scratch
+from .transfer import TRANSPOSED, from_scratch, to_scratch, weight_plan
 
 __all__ = [
     "AvgPool2dSame",
@@ -31,4 +33,5 @@ __all__ = [
     "make_optimizer",
     "spec_of",
     "to_scratch",
+    "weight_plan",
 ]

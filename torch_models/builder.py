@@ -1,11 +1,12 @@
-"""Spec -> ``torch.nn.Sequential`` and back.
+"""Spec -> ``torch.nn.Sequential``, and the grouping of a model's children into spec entries.
 
 :func:`build` turns a tuple of :mod:`scratch.spec` layers into the model a PyTorch user
-would write; :func:`spec_of` reads such a model (made by :func:`build` or written by
-hand) back into spec layers.
+would write; :func:`entries` groups the children of such a model (made by :func:`build`
+or written by hand) into spec entries, which :func:`torch_models.spec_of.spec_of` reads
+back into spec layers.
 
-Conventions mapped (DESIGN.md sections 2-4)
--------------------------------------------
+Conventions mapped (see docs/DESIGN.md, 'Canonical layout' and 'Padding and pooling')
+-------------------------------------------------------------------------------------
 * **Layout.** NCHW throughout, as in scratch; ``input_shape`` is one sample's canonical
   ``(C, H, W)`` (or ``(F,)``). ``nn.Flatten`` flattens C, H, W in row-major order, the
   same order as scratch, so no permutation is ever needed between torch and scratch.
@@ -49,7 +50,6 @@ Conventions mapped (DESIGN.md sections 2-4)
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from collections import OrderedDict
@@ -62,10 +62,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from scratch import spec as S
+from scratch.checks import check_dtype, check_input_shape
 from scratch.layers import ShapeError, conv_output_size
-from scratch.data import check_input_shape
 
-__all__ = ["AvgPool2dSame", "Entry", "as_torch_dtype", "build", "entries", "forward_layers", "spec_of"]
+__all__ = ["AvgPool2dSame", "Entry", "as_torch_dtype", "build", "entries", "forward_layers", "numpy_dtype", "same_pads"]
 
 _DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 
@@ -73,18 +73,10 @@ _DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float
 # --------------------------------------------------------------------------- helpers
 def as_torch_dtype(dtype) -> torch.dtype:
     """``torch.float32``/``torch.float64`` from a torch dtype, a NumPy dtype or a name."""
-    if isinstance(dtype, torch.dtype):
-        if dtype in _DTYPES:
-            return dtype
-    else:
-        try:
-            npd = np.dtype(dtype)
-        except TypeError:
-            npd = None
-        for t, n in _DTYPES.items():
-            if npd == n:
-                return t
-    raise TypeError(f"dtype: {dtype!r} is not supported; allowed: float32, float64")
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES:
+        return dtype
+    npd = check_dtype(dtype)  # the shared message for everything else
+    return next(t for t, n in _DTYPES.items() if n == npd)
 
 
 def numpy_dtype(dtype: torch.dtype) -> np.dtype:
@@ -92,7 +84,7 @@ def numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return _DTYPES[as_torch_dtype(dtype)]
 
 
-def _same_pads(hw, kernel, strides, padding):
+def same_pads(hw, kernel, strides, padding):
     """Output (ho, wo) and ((top, bottom), (left, right)) from scratch's padding rule."""
     ho, ph = conv_output_size(hw[0], kernel[0], strides[0], padding)
     wo, pw = conv_output_size(hw[1], kernel[1], strides[1], padding)
@@ -177,7 +169,7 @@ def _build(layers, input_shape, dtype):
                                  f"got {shape}; a {kind} cannot follow a Flatten or Dense")
             c, h, w = shape
             size = layer.kernel_size if isinstance(layer, S.Conv2D) else layer.pool_size
-            (ho, wo), ((pt, pb), (pl, pr)) = _same_pads((h, w), size, layer.strides, layer.padding)
+            (ho, wo), ((pt, pb), (pl, pr)) = same_pads((h, w), size, layer.strides, layer.padding)
             if ho <= 0 or wo <= 0:
                 raise ShapeError(f"layer {i} ({kind}): window {size} is larger than its input {(h, w)} "
                                  f"(input shape {shape}, padding {layer.padding!r})")
@@ -320,224 +312,3 @@ def forward_layers(model: nn.Sequential, x: torch.Tensor) -> list:
                 x = m(x)
         outs.append(x)
     return outs
-
-
-# --------------------------------------------------------------------------- spec_of
-SUPPORTED = ("Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-             "Softmax", "Identity", "Dropout", "and the ZeroPad2d / ConstantPad2d(-inf) ('i_pad') and "
-             "AvgPool2dSame modules that build adds")
-
-
-def _unsupported(e: Entry, what: str):
-    return ValueError(f"{e.where}: {what}; supported modules: {', '.join(SUPPORTED)}")
-
-
-def _pair(v):
-    return (int(v), int(v)) if isinstance(v, int) else tuple(int(u) for u in v)
-
-
-def _activation_of(mod: nn.Module, e: Entry, flat_input: bool) -> Optional[S.Activation]:
-    """The spec activation of ``mod``, or None if it is not an activation module."""
-    if isinstance(mod, nn.Identity):
-        return S.Activation("identity")
-    if isinstance(mod, nn.ReLU):
-        return S.Activation("relu")
-    if isinstance(mod, nn.LeakyReLU):
-        try:
-            return S.Activation("leaky_relu", float(mod.negative_slope))
-        except ValueError as exc:
-            raise ValueError(f"{e.where}: {exc}") from None
-    if isinstance(mod, nn.Sigmoid):
-        return S.Activation("sigmoid")
-    if isinstance(mod, nn.Tanh):
-        return S.Activation("tanh")
-    if isinstance(mod, nn.Softmax):
-        ok = (1, None) + ((-1,) if flat_input else ())
-        if mod.dim not in ok:
-            raise ValueError(f"{e.where}: Softmax(dim={mod.dim}) is not supported; the spec's softmax is over "
-                             "dim=1 (the features or channels)")
-        return S.Activation("softmax")
-    return None
-
-
-def _padding_of(e: Entry, hw, kernel, strides, total):
-    """'valid' or 'same' from the effective ((top, bottom), (left, right)) padding ``total``."""
-    if total == ((0, 0), (0, 0)):
-        return "valid"
-    _, tf = _same_pads(hw, kernel, strides, "same")
-    if tuple(total) == tuple(tf):
-        return "same"
-    raise ValueError(
-        f"{e.where}: padding (top, bottom, left, right) = {total[0] + total[1]} is neither 0 ('valid') nor "
-        f"TensorFlow's 'same' for an input of {hw[0]}x{hw[1]} with kernel {kernel} and stride {strides}, which "
-        f"is {tf[0] + tf[1]}; supported: padding=0, padding='same' at stride 1, or padding that equals "
-        "TensorFlow's 'same' (asymmetric: an 'i_pad' ZeroPad2d before the layer, as build makes)"
-    )
-
-
-def _pad_module_padding(e: Entry, value: float):
-    """((top, bottom), (left, right)) of the entry's 'i_pad' module (zeros if none)."""
-    if e.pad is None:
-        return (0, 0), (0, 0)
-    pad = e.pad
-    if not isinstance(pad, (nn.ZeroPad2d, nn.ConstantPad2d)) or len(pad.padding) != 4:
-        raise _unsupported(e, f"its padding child is a {type(pad).__name__}, expected a 2-D constant padding")
-    if pad.value != value:
-        raise _unsupported(e, f"its padding child pads with {pad.value}, expected {value}")
-    left, right, top, bottom = (int(p) for p in pad.padding)
-    if min(left, right, top, bottom) < 0:
-        raise _unsupported(e, f"negative padding {pad.padding} (cropping) is not supported")
-    return (top, bottom), (left, right)
-
-
-def _add(a, b):
-    return tuple((x[0] + y[0], x[1] + y[1]) for x, y in zip(a, b))
-
-
-def spec_of(model: nn.Sequential, input_shape) -> tuple:
-    """The spec layers of a torch ``nn.Sequential``.
-
-    Each entry (see :func:`entries`) becomes one spec layer: in a hand-written
-    ``nn.Sequential(nn.Conv2d(1, 10, 3), nn.ReLU(), ...)`` every child, so the ReLU is a
-    standalone ``Activation`` and the indices match the model's ``state_dict``; in a
-    model from :func:`build` the fused ``"i_<act>"`` children fold back into their
-    ``Conv2D``/``Dense`` and ``"i_pad"`` children into the layer's padding.
-
-    Padding is inferred for the shape each layer receives: 0 is ``"valid"``; padding
-    equal to TensorFlow's "same" for that input size (on the layer, through an
-    ``"i_pad"`` child, or torch's ``padding="same"``) is ``"same"``. A layer whose "same"
-    padding is zero comes back as ``"valid"`` (the two are the same computation).
-
-    Raises
-    ------
-    ValueError
-        An unsupported module or option (dilation, groups, ``bias=False``,
-        ``padding_mode`` other than zeros, ``ceil_mode``, padding that is not
-        TensorFlow's, ``count_include_pad=True`` with padding, BatchNorm, ...), or a
-        ``Conv2d``/``Linear`` whose input size does not match the inferred shape. The
-        message names the layer and its child.
-    """
-    shape = check_input_shape(input_shape)
-    layers = []
-    for e in entries(model):
-        mod = e.module
-        layer = None
-        needs_image = isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, AvgPool2dSame))
-        if needs_image and len(shape) != 3:
-            raise ValueError(f"{e.where}: expects an input of shape (channels, height, width), got {shape}")
-        if e.pad is not None and not isinstance(mod, (nn.Conv2d, nn.MaxPool2d)):
-            raise _unsupported(e, "a padding child is supported before Conv2d and MaxPool2d only")
-        if isinstance(mod, nn.Conv2d):
-            if type(mod) is not nn.Conv2d:
-                raise _unsupported(e, f"{type(mod).__name__} is a Conv2d subclass")
-            problems = []
-            if _pair(mod.dilation) != (1, 1):
-                problems.append(f"dilation={mod.dilation}")
-            if mod.groups != 1:
-                problems.append(f"groups={mod.groups}")
-            if mod.bias is None:
-                problems.append("bias=False")
-            if mod.padding_mode != "zeros":
-                problems.append(f"padding_mode={mod.padding_mode!r}")
-            if problems:
-                raise _unsupported(e, f"{', '.join(problems)} is not supported (the spec's Conv2D has dilation 1, "
-                                      "groups 1, a bias and zero padding)")
-            c, h, w = shape
-            if mod.in_channels != c:
-                raise ValueError(f"{e.where}: in_channels={mod.in_channels} but the inferred input is {shape}")
-            kernel, strides = _pair(mod.kernel_size), _pair(mod.stride)
-            if isinstance(mod.padding, str):
-                if mod.padding == "valid":
-                    own = ((0, 0), (0, 0))
-                else:  # torch's "same" (stride 1): total k - 1, the odd cell at the end, as TensorFlow
-                    own = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
-            else:
-                ph, pw = _pair(mod.padding)
-                own = ((ph, ph), (pw, pw))
-            total = _add(own, _pad_module_padding(e, 0.0))
-            padding = _padding_of(e, (h, w), kernel, strides, total)
-            (ho, wo), _ = _same_pads((h, w), kernel, strides, padding)
-            if ho <= 0 or wo <= 0:
-                raise ValueError(f"{e.where}: kernel {kernel} is larger than its input {(h, w)}")
-            layer = S.Conv2D(mod.out_channels, kernel, strides, padding)
-            shape = (mod.out_channels, ho, wo)
-        elif isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
-            kind = type(mod).__name__
-            if type(mod) not in (nn.MaxPool2d, nn.AvgPool2d):
-                raise _unsupported(e, f"{kind} is a pooling subclass")
-            problems = []
-            if mod.ceil_mode:
-                problems.append("ceil_mode=True")
-            if isinstance(mod, nn.MaxPool2d):
-                if _pair(mod.dilation) != (1, 1):
-                    problems.append(f"dilation={mod.dilation}")
-                if mod.return_indices:
-                    problems.append("return_indices=True")
-            elif mod.divisor_override is not None:
-                problems.append(f"divisor_override={mod.divisor_override}")
-            if problems:
-                raise _unsupported(e, f"{', '.join(problems)} is not supported")
-            c, h, w = shape
-            kernel = _pair(mod.kernel_size)
-            strides = _pair(mod.stride) if mod.stride not in (None, ()) else kernel
-            ph, pw = _pair(mod.padding)
-            own = ((ph, ph), (pw, pw))
-            if isinstance(mod, nn.MaxPool2d):
-                total = _add(own, _pad_module_padding(e, float("-inf")))
-            else:
-                total = own
-                if (ph or pw) and mod.count_include_pad:
-                    raise _unsupported(e, "count_include_pad=True with padding counts padded zeros in the mean; "
-                                          "Keras excludes them: use count_include_pad=False")
-            padding = _padding_of(e, (h, w), kernel, strides, total)
-            (ho, wo), _ = _same_pads((h, w), kernel, strides, padding)
-            if ho <= 0 or wo <= 0:
-                raise ValueError(f"{e.where}: pool window {kernel} is larger than its input {(h, w)}")
-            cls = S.MaxPool2D if isinstance(mod, nn.MaxPool2d) else S.AvgPool2D
-            layer = cls(kernel, strides, padding)
-            shape = (c, ho, wo)
-        elif isinstance(mod, AvgPool2dSame):
-            c, h, w = shape
-            left, right, top, bottom = mod.padding
-            padding = _padding_of(e, (h, w), mod.kernel_size, mod.stride, ((top, bottom), (left, right)))
-            (ho, wo), _ = _same_pads((h, w), mod.kernel_size, mod.stride, padding)
-            layer = S.AvgPool2D(mod.kernel_size, mod.stride, padding)
-            shape = (c, ho, wo)
-        elif isinstance(mod, nn.Flatten):
-            if (mod.start_dim, mod.end_dim) != (1, -1):
-                raise _unsupported(e, f"Flatten(start_dim={mod.start_dim}, end_dim={mod.end_dim}); the spec's "
-                                      "Flatten keeps the batch axis and flattens the rest (start_dim=1, end_dim=-1)")
-            layer = S.Flatten()
-            shape = (math.prod(shape),)
-        elif isinstance(mod, nn.Linear):
-            if type(mod) is not nn.Linear:
-                raise _unsupported(e, f"{type(mod).__name__} is a Linear subclass")
-            if mod.bias is None:
-                raise _unsupported(e, "bias=False is not supported (the spec's Dense has a bias)")
-            if len(shape) != 1:
-                raise ValueError(f"{e.where}: expects a flat input (features,), got {shape}; add an nn.Flatten "
-                                 "before it")
-            if mod.in_features != shape[0]:
-                raise ValueError(f"{e.where}: in_features={mod.in_features} but the inferred input has "
-                                 f"{shape[0]} features (shape {shape})")
-            layer = S.Dense(mod.out_features)
-            shape = (mod.out_features,)
-        elif isinstance(mod, nn.Dropout) and type(mod) is nn.Dropout:
-            try:
-                layer = S.Dropout(float(mod.p))
-            except ValueError as exc:
-                raise ValueError(f"{e.where}: {exc}") from None
-        else:
-            layer = _activation_of(mod, e, len(shape) == 1)
-            if layer is None:
-                raise _unsupported(e, f"{type(mod).__name__} is not supported")
-        if e.act is not None:
-            if not isinstance(layer, (S.Conv2D, S.Dense)):
-                raise ValueError(f"{e.where}: fused activation child {e.act_name!r} may follow a Conv2d or Linear only")
-            act = _activation_of(e.act, e, len(shape) == 1)
-            if act is None or e.act_name != f"{e.index}_{act.name}":
-                raise ValueError(f"{e.where}: child {e.act_name!r} is a {type(e.act).__name__}; a fused activation "
-                                 "child is named after its activation (e.g. '0_relu' holding an nn.ReLU)")
-            layer = dataclasses.replace(layer, activation=act)
-        layers.append(layer)
-    return tuple(layers)

@@ -3,14 +3,16 @@
 :class:`Trainer` takes the same arguments and NumPy data as the scratch engine's
 ``compile``/``fit`` and reports the same history, so a grid runner can swap frameworks.
 
-Conventions mapped (DESIGN.md section 4)
-----------------------------------------
+Conventions mapped (see docs/DESIGN.md, 'The objective and L2' and 'Optimizer flavours')
+-----------------------------------------------------------------------------------------
 * **Data.** Canonical NCHW NumPy arrays of the trainer's dtype (checked like scratch:
-  rank, shape, dtype, finiteness); targets are integer labels ``(N,)`` (one-hot encoded
+  rank, shape, dtype, finiteness, by :mod:`scratch.checks`); targets are integer labels ``(N,)`` (one-hot encoded
   by :func:`scratch.data.as_targets`) or ``(N, K)`` floats. Each public call converts its
   arrays once with ``torch.from_numpy`` (no copy); a batch is one index into them.
-* **Batches.** :meth:`Trainer.fit` runs :func:`scratch.model.run_epochs`, the loop every
-  framework shares: same seeded batch order, same history rows, same divergence rule.
+* **Batches.** :meth:`Trainer.fit` runs :func:`scratch.trainer.run_epochs`, the loop every
+  framework shares: same seeded batch order, same history rows, same divergence rule. The
+  Trainer implements its :class:`scratch.trainer.EpochTrainer` interface
+  (``train_epoch`` loops the tensor step of :meth:`Trainer.train_step`; ``evaluate_batches``).
 * **Loss.** Mean over the batch, fused with the final activation as scratch does:
   ``categorical_crossentropy`` = ``F.cross_entropy(logits, target probabilities)``
   (``-sum_k y_k log softmax(z)_k``, mean over the batch) on the model without its final
@@ -62,48 +64,48 @@ from torch import nn
 import scratch
 from scratch import losses as L
 from scratch import spec as S
-from scratch.data import accuracy, as_targets, check_input, check_input_shape
-from scratch.model import run_epochs
+from scratch.checks import check_input, check_input_shape, check_l2, check_seed
+from scratch.data import accuracy, as_targets
+from scratch.optimizers import BASE_OPTIMIZER, OPTIMIZERS, PRESETS
+from scratch.trainer import run_epochs
 
 from .builder import _build, as_torch_dtype, numpy_dtype
 from .transfer import from_scratch, to_scratch
 
 __all__ = ["OPTIMIZERS", "Trainer", "configure_worker_threads", "make_optimizer"]
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam")
+#: Hyperparameters (scratch's names) of each base optimizer (:data:`scratch.optimizers.BASE_OPTIMIZER`).
 _HYPER = {
     "sgd": ("momentum", "nesterov"),
-    "momentum": ("momentum", "nesterov"),
-    "nesterov": ("momentum", "nesterov"),
     "rmsprop": ("rho", "momentum", "epsilon", "centered"),
     "adagrad": ("initial_accumulator_value", "epsilon"),
     "adam": ("beta_1", "beta_2", "epsilon"),
 }
-_PRESETS = {"momentum": {"momentum": 0.9}, "nesterov": {"momentum": 0.9, "nesterov": True}}
 INITS = ("scratch", "native")
 
 
 def make_optimizer(name: str, params, learning_rate: float, **hyper) -> torch.optim.Optimizer:
     """A native ``torch.optim`` optimizer from a ``scratch.optimizers.make`` name (module docstring)."""
-    if name not in _HYPER:
+    if name not in BASE_OPTIMIZER:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {OPTIMIZERS}")
+    base = BASE_OPTIMIZER[name]
     if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
             or not math.isfinite(learning_rate) or learning_rate <= 0:
         raise ValueError(f"{name}: learning_rate must be a finite number > 0, got {learning_rate!r}")
-    unknown = sorted(set(hyper) - set(_HYPER[name]))
+    unknown = sorted(set(hyper) - set(_HYPER[base]))
     if unknown:
-        raise ValueError(f"{name}: invalid hyperparameter(s) {unknown}; allowed: {list(_HYPER[name])}")
-    h = {**_PRESETS.get(name, {}), **{k: v for k, v in hyper.items() if v is not None}}
+        raise ValueError(f"{name}: invalid hyperparameter(s) {unknown}; allowed: {list(_HYPER[base])}")
+    h = {**PRESETS.get(name, {}), **{k: v for k, v in hyper.items() if v is not None}}
     lr = float(learning_rate)
     try:
-        if name in ("sgd", "momentum", "nesterov"):
+        if base == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=h.get("momentum", 0.0),
                                    nesterov=h.get("nesterov", False), foreach=False)
-        if name == "rmsprop":
+        if base == "rmsprop":
             return torch.optim.RMSprop(params, lr=lr, alpha=h.get("rho", 0.99), eps=h.get("epsilon", 1e-8),
                                        momentum=h.get("momentum", 0.0), centered=h.get("centered", False),
                                        foreach=False)
-        if name == "adagrad":
+        if base == "adagrad":
             return torch.optim.Adagrad(params, lr=lr, initial_accumulator_value=h.get("initial_accumulator_value", 0.0),
                                        eps=h.get("epsilon", 1e-10), foreach=False)
         return torch.optim.Adam(params, lr=lr, betas=(h.get("beta_1", 0.9), h.get("beta_2", 0.999)),
@@ -152,14 +154,10 @@ class Trainer:
         self.input_shape = check_input_shape(input_shape)
         self.dtype = as_torch_dtype(dtype)
         self.np_dtype = numpy_dtype(self.dtype)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         if init not in INITS:
             raise ValueError(f"init: expected one of {INITS}, got {init!r}")
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not math.isfinite(l2) or l2 < 0:
-            raise ValueError(f"l2: expected a finite number >= 0, got {l2!r}")
-        self.l2 = float(l2)
+        self.l2 = check_l2(l2)
         self.loss = L.get(loss)
 
         # Module constructors draw torch's initialisation from the global RNG: fork it so
@@ -240,7 +238,13 @@ class Trainer:
         xt, yt = self._tensors(x, y)
         return self._train_step(xt, yt)
 
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor, batch_size) -> dict:
+    def train_epoch(self, x: torch.Tensor, y: torch.Tensor, batches) -> list:
+        """One step per index array of ``batches`` on already-converted tensors; the
+        objective of each batch before its step (:class:`scratch.trainer.EpochTrainer`)."""
+        return [self._train_step(x[idx], y[idx]) for idx in batches]
+
+    def evaluate_batches(self, x: torch.Tensor, y: torch.Tensor, batch_size) -> dict:
+        """:meth:`evaluate` on already-converted tensors (:class:`scratch.trainer.EpochTrainer`)."""
         self._set_mode(False)
         n = x.shape[0]
         step = _step(n, batch_size)
@@ -255,7 +259,7 @@ class Trainer:
     def evaluate(self, x, y, batch_size: int | None = 1000) -> dict:
         """``{"loss": mean data loss (no L2 term), "accuracy": fraction correct}``."""
         xt, yt = self._tensors(x, y)
-        return self._evaluate(xt, yt, batch_size)
+        return self.evaluate_batches(xt, yt, batch_size)
 
     def predict(self, x, batch_size: int | None = 1000) -> np.ndarray:
         """Model outputs (after the final activation), (N, K) NumPy, in inference mode."""
@@ -269,7 +273,7 @@ class Trainer:
 
     def fit(self, x, y, *, epochs: int = 1, batch_size: int = 32, seed: int = 0, shuffle: bool = True,
             validation_data=None, progress: bool = False, on_epoch_end=None, evaluate_train: bool = True) -> list:
-        """Train with :func:`scratch.model.run_epochs`; the history rows are scratch's
+        """Train with :func:`scratch.trainer.run_epochs`; the history rows are scratch's
         (``epoch``, ``loss``, ``train_loss``, ``train_accuracy``, [``test_loss``,
         ``test_accuracy``], ``diverged``; no ``train_*`` with ``evaluate_train=False``)."""
         xt, yt = self._tensors(x, y)

@@ -1,4 +1,4 @@
-"""Weights between torch and the scratch layout (DESIGN.md section 3).
+"""Weights between torch and the scratch layout (see docs/DESIGN.md, 'Canonical layout').
 
 Scratch keys are ``"<spec index>.kernel"`` and ``"<spec index>.bias"``; the spec index
 of a torch child is given by :func:`torch_models.builder.entries` (for models from
@@ -25,6 +25,7 @@ Copies keep the dtype, so round trips are bit-exact in float32 and float64.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import List, NamedTuple
 
 import numpy as np
 import torch
@@ -32,9 +33,9 @@ from torch import nn
 
 from scratch.model import Sequential as ScratchSequential
 
-from .builder import entries, numpy_dtype
+from .builder import Entry, entries, numpy_dtype
 
-__all__ = ["TRANSPOSED", "from_scratch", "to_scratch"]
+__all__ = ["TRANSPOSED", "PlannedWeight", "WeightPlan", "from_scratch", "to_scratch", "weight_plan"]
 
 #: Module kinds whose ``weight`` is stored transposed relative to the scratch kernel.
 TRANSPOSED = (nn.Linear,)
@@ -42,13 +43,37 @@ _PARAMETRIC = (nn.Conv2d, nn.Linear)
 _SCRATCH_KIND = {nn.Conv2d: "Conv2D kernel W[out, in, kh, kw]", nn.Linear: "Dense kernel W[in, out]"}
 
 
-def _plan(model):
-    """[(scratch key, torch parameter, transposed, entry)] for every Conv2d/Linear, in order.
+class PlannedWeight(NamedTuple):
+    """One torch parameter and its scratch counterpart."""
 
-    Raises for any other module that holds parameters or buffers (BatchNorm, ...), and
-    for a Conv2d/Linear without bias (scratch layers always have one).
+    key: str                #: scratch key, ``"<spec index>.kernel"`` or ``"<spec index>.bias"``
+    param: torch.Tensor     #: the torch parameter itself (not a copy)
+    transposed: bool        #: True for a Linear weight: scratch ``W[in, out]`` is ``param.T``
+    entry: Entry            #: the spec entry holding the parameter (its ``where`` names it in errors)
+
+
+class WeightPlan(NamedTuple):
+    """:func:`weight_plan`'s result; unpacks as ``plan, all_entries = weight_plan(model)``."""
+
+    weights: List[PlannedWeight]
+    entries: List[Entry]
+
+
+def weight_plan(model: nn.Sequential) -> WeightPlan:
+    """Which torch parameter is which scratch weight, in scratch order.
+
+    Returns ``(weights, entries)``: ``weights`` lists a :class:`PlannedWeight`
+    ``(key, param, transposed, entry)`` for the kernel and then the bias of every Conv2d
+    and Linear, in spec order (``key`` is the scratch key, ``param`` the live torch
+    parameter, ``transposed`` True when the scratch kernel is ``param.T``, i.e. for
+    Linear); ``entries`` is :func:`torch_models.builder.entries` of the model (every spec
+    entry, parametric or not).
+
+    Raises a ValueError for any other module that holds parameters or buffers
+    (BatchNorm, ...), and for a Conv2d/Linear without bias (scratch layers always have
+    one); the message names the layer.
     """
-    plan = []
+    weights = []
     all_entries = entries(model)
     for e in all_entries:
         for part in (e.pad, e.module, e.act):
@@ -64,9 +89,9 @@ def _plan(model):
                                  "counterpart; only Conv2d and Linear carry weights")
         if isinstance(e.module, _PARAMETRIC):
             t = isinstance(e.module, TRANSPOSED)
-            plan.append((f"{e.index}.kernel", e.module.weight, t, e))
-            plan.append((f"{e.index}.bias", e.module.bias, False, e))
-    return plan, all_entries
+            weights.append(PlannedWeight(f"{e.index}.kernel", e.module.weight, t, e))
+            weights.append(PlannedWeight(f"{e.index}.bias", e.module.bias, False, e))
+    return WeightPlan(weights, all_entries)
 
 
 def _scratch_shape(param: torch.Tensor, transposed: bool) -> tuple:
@@ -107,7 +132,7 @@ def from_scratch(model: nn.Sequential, state) -> nn.Sequential:
         state = state.state_dict()
     if not isinstance(state, Mapping):
         raise TypeError(f"state: expected a dict of arrays (scratch layout), got {type(state).__name__}")
-    plan, all_entries = _plan(model)
+    plan, all_entries = weight_plan(model)
     expected = [key for key, *_ in plan]
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in set(expected)]
@@ -159,7 +184,7 @@ def to_scratch(model: nn.Sequential) -> dict:
     New C-contiguous NumPy arrays (copies) in the model's dtype; Linear weights are
     transposed to ``W[in, out]``.
     """
-    plan, _ = _plan(model)
+    plan, _ = weight_plan(model)
     out = {}
     for key, param, transposed, _ in plan:
         t = param.detach().cpu()

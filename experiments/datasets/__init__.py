@@ -37,7 +37,9 @@ import math
 
 import numpy as np
 
-from .base import DTYPES, Dataset, check_dtype, check_limit, check_seed, check_test_size, finish, stratified_split
+from scratch.checks import check_dtype, check_seed
+
+from .base import DTYPES, Dataset, check_limit, check_test_size, finish, stratified_split
 from .mnist import MNIST_IDX_FILES, MNIST_NPZ_KEYS, expected_layout, mnist
 
 __all__ = [

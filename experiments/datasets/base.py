@@ -6,8 +6,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-#: The floating dtypes a dataset may be loaded in.
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from scratch.checks import FLOAT_DTYPES as DTYPES
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,16 +123,6 @@ class Dataset:
 # --------------------------------------------------------------------------- checks
 
 
-def check_dtype(dtype) -> np.dtype:
-    try:
-        dt = None if dtype is None else np.dtype(dtype)
-    except (TypeError, ValueError):
-        dt = None
-    if dt is None or not any(dt == ok for ok in DTYPES):
-        raise ValueError(f"dtype: expected float32 or float64, got dtype={dtype!r}")
-    return dt
-
-
 def check_limit(limit) -> Optional[int]:
     if limit is None:
         return None
@@ -147,12 +136,6 @@ def check_test_size(test_size) -> float:
             or not 0 < float(test_size) < 1:
         raise ValueError(f"test_size: expected a fraction strictly between 0 and 1, got test_size={test_size!r}")
     return float(test_size)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got seed={seed!r}")
-    return int(seed)
 
 
 def stratified_split(name: str, x: np.ndarray, y: np.ndarray, test_size: float, seed: int):

@@ -8,7 +8,9 @@ import zlib
 
 import numpy as np
 
-from .base import Dataset, check_dtype, check_limit, check_seed, finish
+from scratch.checks import check_dtype, check_seed
+
+from .base import Dataset, check_limit, finish
 
 #: Keys a Keras-layout ``mnist.npz`` must hold.
 MNIST_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")

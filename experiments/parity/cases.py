@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from scratch import architectures
+from scratch.checks import DTYPE_NAMES
 from scratch import spec as S
 
-DTYPES = ("float64", "float32")
+DTYPES = tuple(reversed(DTYPE_NAMES))  # float64 first: the strict check runs first
 #: Layer kinds of the matrix, as ``--layers`` takes them.
 LAYER_KINDS = ("conv", "maxpool", "avgpool", "dense", "flatten", "activation", "dropout")
 #: Activations with the parameters the matrix uses (leaky_relu with a slope that is

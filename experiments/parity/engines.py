@@ -16,11 +16,11 @@ Conversions (docs/DESIGN.md, "Canonical layout"), never re-derived here:
 
 * Keras: NCHW <-> NHWC for data, outputs and gradients; between a Flatten of an image and
   the next Dense, Keras's features are in H, W, C order, so outputs and gradients there
-  are permuted with :func:`keras_models.transfer.flatten_permutation`; parameter gradients
+  are permuted with :func:`keras_models.flatten_permutation`; parameter gradients
   go through the same per-weight conversion as :func:`keras_models.to_scratch`
-  (``keras_models.transfer._plan`` and ``_to_scratch_array``: the conv-kernel transpose
+  (``keras_models.weight_plan`` and ``to_scratch_array``: the conv-kernel transpose
   and the Dense-after-Flatten row permutation apply to gradients exactly as to weights).
-* torch: parameter gradients through ``torch_models.transfer._plan``, the table
+* torch: parameter gradients through ``torch_models.weight_plan``, the table
   :func:`torch_models.to_scratch` uses (Linear weights transposed).
 
 Frameworks are imported when an engine is first made (:func:`make`), never at import
@@ -118,9 +118,7 @@ class TorchEngine:
         import torch_models
 
         self.torch, self.F, self.tm = torch, F, torch_models
-        from torch_models import transfer
-
-        self._plan = transfer._plan
+        self._plan = torch_models.weight_plan
         self._models = {}
 
     def model(self, layers, input_shape, dtype, state):
@@ -206,12 +204,12 @@ class KerasEngine:
         import keras
         import tensorflow as tf
 
-        from keras_models import builder, transfer
+        from keras_models import builder
 
         self.km, self.keras, self.tf = km, keras, tf
         self._entry_shapes = builder.entry_shapes
-        self._plan, self._to_scratch_array = transfer._plan, transfer._to_scratch_array
-        self._flatten_permutation = transfer.flatten_permutation
+        self._plan, self._to_scratch_array = km.weight_plan, km.to_scratch_array
+        self._flatten_permutation = km.flatten_permutation
         self._models = {}
 
     def model(self, layers, input_shape, dtype, state, l2=0.0):
