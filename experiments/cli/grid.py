@@ -35,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with the options below (the command line wins)")
     p.add_argument("--arch", help=f"architecture: {', '.join(architectures.names())} (default course_cnn)")
     p.add_argument("--dataset", help=f"data set: {', '.join(datasets.DATASETS)} (default digits; mnist needs --data)")
-    p.add_argument("--data", metavar="PATH", help="mnist.npz (Keras layout) or a folder of the four MNIST IDX files")
+    p.add_argument("--data", metavar="PATH",
+                   help="mnist.npz, a folder of the four MNIST IDX files (or a torchvision MNIST root), "
+                        "IMAGES,LABELS IDX files, or CSV (one file, TRAIN.csv,TEST.csv, or a folder)")
     p.add_argument("--limit", type=positive_int, help="keep only the first LIMIT samples")
     p.add_argument("--frameworks", nargs="+", metavar="NAME",
                    help=f"any of {', '.join(FRAMEWORKS)} (default all three)")
