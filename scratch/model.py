@@ -147,6 +147,7 @@ class Sequential:
             x = op.forward(x, training)
             if i + 1 == len(self.ops) or self.ops[i + 1].index != op.index:
                 outs.append(x)
+        self._forwarded = True
         return outs
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
