@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import warnings
 import zlib
 
 import numpy as np
@@ -82,11 +83,15 @@ def _parse_csv(path: str):
         raise ValueError(f"mnist: cannot read {path} as CSV text ({exc}); " + expected_layout()) from None
     skip = 0 if first.replace(",", "").replace(".", "").strip().isdigit() else 1
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():  # an empty file is reported below, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=",", skiprows=skip, dtype=np.float64, ndmin=2)
     except ValueError as exc:
         raise ValueError(f"mnist: {path} is not a CSV of numbers ({' '.join(str(exc).split())}); "
                          "expected a label then 784 pixel values per line") from None
     pixels = _MNIST_SIDE * _MNIST_SIDE
+    if table.shape[0] == 0:
+        raise ValueError(f"mnist: {path} holds no rows; expected a label then {pixels} pixel values per line")
     if table.shape[1] != pixels + 1:
         raise ValueError(f"mnist: {path} has {table.shape[1]} columns; expected 785 (the label, then {pixels} "
                          "pixel values)")
