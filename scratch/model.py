@@ -45,6 +45,7 @@ class Sequential:
         self.seed = check_seed(seed)
         self.input_shape = shape = check_input_shape(input_shape)
         self._dropout_rng = np.random.default_rng([self.seed, 1])
+        self._forwarded = False  # backward needs a forward pass through every op first
         self.ops = []
         for i, layer in enumerate(self.layers):
             self.ops.extend(make_ops(i, layer, shape, self.dtype, self._dropout_rng))
@@ -129,6 +130,7 @@ class Sequential:
     def _run(self, x, training, ops):
         for op in ops:
             x = op.forward(x, training)
+        self._forwarded = self._forwarded or len(ops) == len(self.ops)
         return x
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -145,6 +147,7 @@ class Sequential:
             x = op.forward(x, training)
             if i + 1 == len(self.ops) or self.ops[i + 1].index != op.index:
                 outs.append(x)
+        self._forwarded = True
         return outs
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -153,6 +156,8 @@ class Sequential:
         ``dout`` is the gradient of a scalar with respect to the outputs, (N,) + output_shape.
         """
         dout = np.asarray(dout)
+        if not self._forwarded:
+            raise RuntimeError("backward: call forward(x) first; backward differentiates the last forward pass")
         if dout.shape[1:] != self.output_shape or dout.dtype != self.dtype:
             raise ValueError(f"dout: expected shape (N,) + {self.output_shape} and dtype {self.dtype}, "
                              f"got {dout.shape} {dout.dtype}")
@@ -261,8 +266,14 @@ class Sequential:
         """``{"loss": mean data loss (no L2 term), "accuracy": fraction correct}``."""
         self._require_compiled()
         x = self.check_input(x)
-        y = self.targets(y)
+        y = self._matching_targets(x, y)
         return self.evaluate_batches(x, y, batch_size)
+
+    def _matching_targets(self, x, y, name: str = "y"):
+        y = self.targets(y, name)
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"{name}: {y.shape[0]} targets for {x.shape[0]} inputs")
+        return y
 
     def evaluate_batches(self, x, y, batch_size) -> dict:
         """:meth:`evaluate` on already-checked ``x`` and targets ``y`` (N, outputs), in
@@ -292,11 +303,16 @@ class Sequential:
         """
         self._require_compiled()
         x = self.check_input(x)
-        y = self.targets(y)
+        y = self._matching_targets(x, y)  # before any update
         val = None
         if validation_data is not None:
-            vx, vy = validation_data
-            val = (self.check_input(vx, "validation x"), self.targets(vy, "validation y"))
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data: expected a pair (x, y), got "
+                                 f"{type(validation_data).__name__} of length {len(validation_data)}"
+                                 if hasattr(validation_data, "__len__") else
+                                 f"validation_data: expected a pair (x, y), got {validation_data!r}")
+            vx = self.check_input(validation_data[0], "validation x")
+            val = (vx, self._matching_targets(vx, validation_data[1], "validation y"))
         return run_epochs(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed, shuffle=shuffle,
                           validation=val, progress=progress, on_epoch_end=on_epoch_end,
                           evaluate_train=evaluate_train)

@@ -67,7 +67,7 @@ class Activation:
         if self.name not in ACTIVATIONS:
             _fail("Activation", "name", self.name, f"allowed: {', '.join(ACTIVATIONS)}")
         slope = self.negative_slope
-        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not slope >= 0 or slope != slope:
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)) or not 0 <= slope < float("inf"):
             _fail("Activation", "negative_slope", slope, "expected a finite number >= 0")
         object.__setattr__(self, "negative_slope", float(slope))
 

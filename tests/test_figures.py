@@ -266,6 +266,21 @@ def test_curves_figure_has_one_panel_per_framework(run, cells):
     assert all(len(ax.lines) == 2 * 2 for ax in loss_axes)   # 2 cells, train and test loss
 
 
+def test_curves_compare_the_same_quantity_and_the_legend_means_one_thing(run, cells):
+    curves = store.read_curves(run[0])
+    curves["loss"] = curves["train_loss"] + 100.0  # the penalised running objective: never drawn
+    figure = figures.curves_figure(curves, cells, top=1, dpi=40)
+    scratch_loss = next(ax for ax in figure.axes if ax.get_label() == "loss:scratch")
+    scratch_acc = next(ax for ax in figure.axes if ax.get_label() == "accuracy:scratch")
+    lines = {line.get_gid(): line for line in scratch_loss.lines + scratch_acc.lines}
+    assert set(lines) == {"train_loss", "test_loss", "train_accuracy", "test_accuracy"}
+    assert lines["train_loss"].get_linestyle() == lines["train_accuracy"].get_linestyle() == "-"
+    assert lines["test_loss"].get_linestyle() == lines["test_accuracy"].get_linestyle() == "--"
+    assert np.nanmax(lines["train_loss"].get_ydata()) < 100  # train_loss, the data loss, not "loss"
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert legend[-2:] == ["solid: training set", "dashed: test set"]
+
+
 def test_pow10_labels():
     assert labels.pow10_label(1e-5) == "$10^{-5}$"
     assert labels.pow10_label(10.0) == "$10^{1}$"

@@ -113,3 +113,24 @@ def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
     monkeypatch.setattr(DenseOp, "backward", wrong)
     with pytest.raises(AssertionError, match="kernel"):
         _check(_head(), (1, 3, 3))
+
+
+def test_points_at_a_kink_are_skipped_and_counted(monkeypatch):
+    """The digits example: blank pixels and zero biases put ReLU inputs exactly at 0, where
+    a central difference straddles the kink and reports an error near 1 for a right
+    gradient. Those entries are skipped (and counted); every other entry matches."""
+    from experiments import datasets
+
+    data = datasets.digits(dtype=np.float64)
+    x, y = data.x_train[:20], data.y_train[:20]
+    model = scratch.build(architectures.get("course_cnn"), data.input_shape, dtype=np.float64, seed=0)
+    model.compile(loss="categorical_crossentropy", optimizer="sgd", learning_rate=0.1, l2=1e-4)
+    skipped = {}
+    errors = gradcheck.check_model(model, x, y, skipped=skipped)
+    assert max(errors.values()) <= TOL, errors
+    assert set(skipped) == set(errors) and skipped["input"] > 0 and skipped["0.bias"] > 0
+
+    # Without the kink test, the straddling differences are wrong by up to 100%.
+    monkeypatch.setattr(gradcheck, "_branches", lambda model: [])
+    plain = gradcheck.check_model(model, x, y)
+    assert plain["input"] > 0.5 and plain["0.bias"] > 0.1

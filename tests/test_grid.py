@@ -53,7 +53,7 @@ def tiny(tmp_path, **kw) -> GridConfig:
 def table(run_dir, what="cells"):
     """The run's cells (without the timing) or curves, sorted by key, for exact comparisons."""
     if what == "cells":
-        df = read_cells(run_dir).drop(columns=["seconds"])
+        df = read_cells(run_dir).drop(columns=["seconds", "config_hash"])  # runs of other configs compared
         keys = ["framework", "eta", "lmbda", "seed"]
     else:
         df = read_curves(run_dir)
@@ -210,9 +210,33 @@ def test_resume_after_interrupt_loses_and_repeats_nothing(tmp_path):
     assert run(resumed).ran == 0
 
 
-def test_killed_worker_keeps_finished_cells_and_resumes(tmp_path):
+def test_a_dead_worker_is_replaced_and_its_cells_rerun(tmp_path):
     config = tiny(tmp_path, executor="process", workers=2, epochs=10, limit=400)
+    whole = tiny(tmp_path / "whole", epochs=10, limit=400)
+    run(whole)
     others = {p.pid for p in multiprocessing.active_children()}  # e.g. a Dask cluster's processes
+    killed = []
+
+    def kill_workers(row):
+        if not killed:
+            for child in multiprocessing.active_children():
+                if child.pid not in others:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+
+    summary = run(config, on_cell_done=kill_workers)
+    assert killed and summary.ran == 4 and summary.ok == 4
+    pd.testing.assert_frame_equal(table(config.run_dir), table(whole.run_dir), check_exact=True)
+    curves = read_curves(config.run_dir)
+    assert len(curves) == 4 * 10 and not curves.duplicated(["framework", "eta", "lmbda", "seed", "epoch"]).any()
+
+
+def test_workers_that_keep_dying_stop_the_run_and_it_resumes(tmp_path, monkeypatch):
+    from experiments.grid import executors
+
+    monkeypatch.setattr(executors, "RESTARTS", 0)
+    config = tiny(tmp_path, executor="process", workers=2, epochs=10, limit=400)
+    others = {p.pid for p in multiprocessing.active_children()}
 
     def kill_workers(row):
         for child in multiprocessing.active_children():
@@ -225,10 +249,6 @@ def test_killed_worker_keeps_finished_cells_and_resumes(tmp_path):
     assert 1 <= len(kept) < 4 and (kept.status == "ok").all()
     summary = run(config)
     assert summary.skipped == len(kept) and summary.ran == 4 - len(kept)
-    got = read_cells(config.run_dir)
-    assert len(got) == 4 and not got.duplicated(["framework", "eta", "lmbda", "seed"]).any()
-    curves = read_curves(config.run_dir)
-    assert len(curves) == 4 * 10 and not curves.duplicated(["framework", "eta", "lmbda", "seed", "epoch"]).any()
 
 
 def test_diverging_cell_is_a_result(tmp_path):
@@ -320,7 +340,7 @@ def test_changed_config_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(base + ["--epochs", "2", "--eta", "0.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("xfw: error: --run:") and "etas: [0.1, 0.01] -> [0.5]" in err[0]
+    assert len(err) == 1 and err[0].startswith("xfw: error: --run:") and "etas: [0.01, 0.1] -> [0.01, 0.1, 0.5]" in err[0]  # list options add up
     assert len(read_cells(config.run_dir)) == 4
 
 
@@ -373,7 +393,9 @@ COMMON = ["grid", "--frameworks", "scratch", "--limit", "100", "--epochs", "1", 
 ])
 def test_bad_input_is_one_line_before_training(extra, start, tmp_path, capsys):
     try:
-        rc = cli_main(COMMON + ["--out", str(tmp_path)] + extra)
+        given = {a for a in extra if a.startswith("--")}  # the options under test replace COMMON's
+        common = [a for i, a in enumerate(COMMON) if not {a, COMMON[i - 1]} & given]
+        rc = cli_main(common + ["--out", str(tmp_path)] + extra)
     except SystemExit as e:  # argparse's own errors (here made one line) exit directly
         rc = e.code
     err = capsys.readouterr().err.strip().splitlines()

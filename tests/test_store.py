@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from experiments.files import atomic_write
-from experiments.grid import store as S
+from experiments.grid import provenance, store as S
 from experiments.grid.config import DEFAULT_GRID, GridConfig, identity_changes
 
 ETAS = (1e-05, 9.999999999999999e-06, 0.1 + 0.2, 1 / 3, 10.0)
@@ -78,14 +78,54 @@ def test_curves_of_unrecorded_cells_are_dropped_on_reopen(tmp_path):
     st = S.RunStore(tmp_path)
     kept = cell(eta=0.1)
     st.add(kept, curves(kept))
-    # A kill between writing curves.csv and cells.csv leaves curves of a cell not in cells.csv.
-    orphan = cell(eta=0.2)
-    st.curves[S.cell_key(orphan)] = curves(orphan)
-    atomic_write(st.curves_path, st._curves_text())
-    assert len(S.read_curves(tmp_path)) == 4
+    # A kill between appending to curves.csv and replacing cells.csv leaves the curves of a
+    # cell that is not in cells.csv.
+    with open(st.curves_path, "a") as fh:
+        fh.write("scratch,0.2,0.0001,0,1,1.0,0.5,0.5,0.5,0.5\nscratch,0.2,0.0001,0,2,0.5,0.5,0.5,0.5,0.5\n")
+    assert len(S.read_curves(tmp_path)) == 2  # readers never show them
     S.RunStore(tmp_path)
-    cv = S.read_curves(tmp_path)
-    assert cv.eta.tolist() == [0.1, 0.1]
+    assert "0.2," not in (tmp_path / "curves.csv").read_text()  # and the next session drops them
+    assert S.read_curves(tmp_path).eta.tolist() == [0.1, 0.1]
+
+
+def test_curves_are_appended_not_rewritten(tmp_path):
+    st = S.RunStore(tmp_path)
+    sizes = []
+    for eta in (0.1, 0.2, 0.3):
+        row = cell(eta=eta)
+        before = (tmp_path / "curves.csv").read_bytes() if sizes else b""
+        st.add(row, curves(row))
+        after = (tmp_path / "curves.csv").read_bytes()
+        assert after.startswith(before)  # the earlier cells' rows are not written again
+        sizes.append(len(after))
+    assert sizes[2] - sizes[1] == sizes[1] - sizes[0]
+
+
+def test_a_torn_last_line_is_recovered(tmp_path):
+    st = S.RunStore(tmp_path)
+    row = cell(eta=0.1)
+    st.add(row, curves(row))
+    with open(st.curves_path, "a") as fh:
+        fh.write("scratch,0.2,0.0001,0,1,0.9")  # cut short by a kill
+    assert len(S.read_curves(tmp_path)) == 2
+    again = S.RunStore(tmp_path)
+    assert (tmp_path / "curves.csv").read_text().endswith("0.5\n") and again.done() == {S.cell_key(row)}
+    more = cell(eta=0.2)
+    again.add(more, curves(more))
+    assert S.read_curves(tmp_path).eta.tolist() == [0.1, 0.1, 0.2, 0.2]
+
+
+def test_cells_whose_curves_are_missing_are_not_done(tmp_path):
+    st = S.RunStore(tmp_path)
+    for eta in (0.1, 0.2):
+        row = cell(eta=eta)
+        st.add(row, curves(row))
+    lines = (tmp_path / "curves.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "curves.csv").write_text("".join(lines[:4]))  # truncated: eta=0.2 lost its 2nd epoch
+    assert S.RunStore(tmp_path).done() == {S.cell_key(cell(eta=0.1))}
+    os.remove(tmp_path / "curves.csv")
+    reopened = S.RunStore(tmp_path)
+    assert reopened.done() == set() and len(reopened.incomplete) == 2
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
@@ -114,14 +154,14 @@ def test_manifest_round_trip(tmp_path):
     st.write_manifest({"run": "x", "config": {"etas": [1e-05]}, "finished": None})
     assert S.read_manifest(tmp_path) == {"run": "x", "config": {"etas": [1e-05]}, "finished": None}
     assert json.loads((tmp_path / "manifest.json").read_text())["run"] == "x"
-    v = S.versions()
+    v = provenance.versions()
     assert v["python"] and v["numpy"] == np.__version__
-    assert set(S.machine()) >= {"platform", "processor", "cpu_count", "hostname"}
+    assert set(provenance.machine()) >= {"platform", "processor", "cpu_count", "hostname"}
 
 
 def test_bad_header_is_an_error(tmp_path):
     (tmp_path / "cells.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="unexpected columns"):
+    with pytest.raises(S.DamagedFile, match=r"cells.csv: line 1: unexpected columns a,b; expected framework,"):
         S.RunStore(tmp_path)
 
 

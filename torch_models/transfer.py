@@ -126,6 +126,8 @@ def from_scratch(model: nn.Sequential, state) -> nn.Sequential:
         and the one expected (and the torch parameter's own shape).
     TypeError
         A dtype mismatch or a value that is not an array.
+    ValueError
+        Also for a NaN or infinite weight, as scratch and Keras refuse them.
     Nothing is copied unless every check passes.
     """
     if isinstance(state, ScratchSequential):
@@ -168,6 +170,8 @@ def from_scratch(model: nn.Sequential, state) -> nn.Sequential:
         if arr.dtype != mine:
             raise TypeError(f"{e.where}: {key}: dtype {arr.dtype} does not match the model's {mine}; "
                             f"cast the state or build the model with dtype={mine.name}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{e.where}: {key}: contains NaN or inf; weights must be finite")
         arrays.append(arr)
     with torch.no_grad():
         for (key, param, transposed, e), arr in zip(plan, arrays):

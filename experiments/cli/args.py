@@ -1,12 +1,45 @@
-"""argparse helpers shared by every command: number types and one-line errors."""
+"""argparse helpers shared by every command: the parser, number types, one-line errors.
+
+:class:`Parser` is the parser of ``xfw`` and, through ``add_subparsers``, of every
+command: its errors are one line ``xfw: error: ...`` (no usage block), exit status 2; a
+list option (``nargs="+"``) given twice accumulates (``--eta 0.1 --eta 0.2`` is both
+values), any other option given twice is refused rather than silently overwritten.
+"""
 from __future__ import annotations
 
 import argparse
 import math
 
 
+class _Once(argparse.Action):
+    """``store``, refusing a second occurrence of the option."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = getattr(namespace, "_xfw_seen", set())
+        if self.dest in seen:
+            parser.error(f"argument {option_string}: given twice (the second time {values!r}); give it once")
+        namespace._xfw_seen = seen | {self.dest}
+        setattr(namespace, self.dest, values)
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"xfw: error: {message}\n")
+
+    def add_argument(self, *args, **kwargs):
+        if args and args[0].startswith("-") and kwargs.get("action") in (None, "store"):
+            kwargs["action"] = "extend" if kwargs.get("nargs") in ("+", "*") else _Once
+        return super().add_argument(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        vars(parsed).pop("_xfw_seen", None)
+        return parsed
+
+
 def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """argparse errors as one line ``xfw: error: ...`` (no usage block), exit status 2."""
+    """argparse errors as one line ``xfw: error: ...`` (no usage block), exit status 2
+    (for a parser that is not a :class:`Parser`)."""
     def error(message):
         parser.exit(2, f"xfw: error: {message}\n")
 

@@ -4,8 +4,9 @@
 (the command line wins). List options take several values or one comma-separated
 value (``--eta 0.1 0.01`` or ``--eta 0.1,0.01``). Every value is checked before any
 training; a bad one prints ``xfw: error: --option: ...`` (one line) and exits 2.
-Exit status: 0 when every cell is ok or diverged, 1 when some cell failed or a worker
-died, 130 on Ctrl-C (the same command resumes).
+Exit status: 0 when every cell is ok or diverged, 1 when some cell failed or workers
+kept dying, 2 on a bad option, a damaged results file or a run already in use, 130 on
+Ctrl-C and 143 on SIGTERM (the same command resumes).
 """
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def register(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML file with the options below (the command line wins)")
     p.add_argument("--arch", help=f"architecture: {', '.join(architectures.names())} (default course_cnn)")
     p.add_argument("--dataset", help=f"data set: {', '.join(datasets.DATASETS)} (default digits; mnist needs --data)")
-    p.add_argument("--data", metavar="PATH", help="mnist.npz (Keras layout) or a folder of the four MNIST IDX files")
+    p.add_argument("--data", metavar="PATH",
+                   help="mnist.npz, a folder of the four MNIST IDX files (or a torchvision MNIST root), "
+                        "IMAGES,LABELS IDX files, or CSV (one file, TRAIN.csv,TEST.csv, or a folder)")
     p.add_argument("--limit", type=positive_int, help="keep only the first LIMIT samples")
     p.add_argument("--frameworks", nargs="+", metavar="NAME",
                    help=f"any of {', '.join(FRAMEWORKS)} (default all three)")
@@ -107,7 +110,7 @@ def cmd_grid(args) -> int:
         summary = run_grid(config, progress=not args.no_progress, figures=not args.no_figures)
     except GridInterrupted as e:
         print(f"xfw: {e}", file=sys.stderr)
-        return 130
+        return 128 + e.signal  # 130 for Ctrl-C, 143 for SIGTERM
     except GridAborted as e:
         print(f"xfw: error: {e}", file=sys.stderr)
         return 1

@@ -6,19 +6,18 @@ Every option is checked before any training starts; a bad value prints one line
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..errors import UsageError
 from . import bench, check, grid, parity, train
-from .args import one_line_errors
+from .args import Parser
 
 COMMANDS = (train, grid, parity, check, bench)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = one_line_errors(argparse.ArgumentParser(
-        prog="xfw", description="The same networks in NumPy, Keras and PyTorch: train, compare, grid-search."))
+def build_parser() -> Parser:
+    parser = Parser(prog="xfw", description="The same networks in NumPy, Keras and PyTorch: train, compare, "
+                                            "grid-search.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
@@ -33,9 +32,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("xfw: interrupted; finished results are kept", file=sys.stderr)
         return 130
-    except (UsageError, ValueError, FileNotFoundError, KeyError, TypeError) as e:
+    except (UsageError, ValueError, KeyError, TypeError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"xfw: error: {message}", file=sys.stderr)
+        print(f"xfw: error: {' '.join(str(message).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file or folder the command could not read or write
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"xfw: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

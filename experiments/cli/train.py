@@ -13,7 +13,8 @@ def add_data_options(p) -> None:
     p.add_argument("--dataset", default="digits", help="data set: digits, mnist, synthetic (default digits; "
                                                         "mnist needs --data)")
     p.add_argument("--data", default=None, metavar="PATH",
-                   help="mnist.npz (Keras layout) or a folder with the four MNIST IDX files")
+                   help="mnist.npz, a folder of the four MNIST IDX files (or a torchvision MNIST root), "
+                        "IMAGES,LABELS IDX files, or CSV (one file, TRAIN.csv,TEST.csv, or a folder)")
     p.add_argument("--limit", type=positive_int, default=None, help="keep only the first LIMIT samples (quick runs)")
 
 

@@ -50,7 +50,8 @@ def cell_tasks(config: GridConfig) -> list:
     tail), then lambda; frameworks interleaved, so that the workers share the heavy
     and the light frameworks instead of running one framework at a time.
     """
-    data = os.path.abspath(config.data) if config.data else None  # workers may start elsewhere
+    # Workers may start elsewhere: absolute paths (a pair is written PATH,PATH).
+    data = ",".join(os.path.abspath(p.strip()) for p in config.data.split(",")) if config.data else None
     common = dict(arch=config.arch, dataset=config.dataset, data=data, limit=config.limit,
                   dtype=config.dtype, epochs=config.epochs, batch_size=config.batch_size,
                   optimizer=config.optimizer, flavor=config.flavor, init=config.init, loss=config.loss,

@@ -7,11 +7,13 @@ given on the command line override the file (:meth:`GridConfig.merged`).
 :class:`experiments.errors.UsageError` (a ``ValueError``) whose one-line message starts
 with the option's name and says what is allowed.
 
-The *identity* of a run (:data:`IDENTITY_FIELDS`) is every field that changes the
-numbers: the model, the data, the grid and the training settings. The executor, the
-worker count, the scheduler address and the output folder are not part of it: the
-same grid gives the same numbers on every executor. Rerunning a run name with another
-identity is refused (:func:`identity_changes`).
+The *identity* of a run (:data:`IDENTITY_FIELDS`, plus the fingerprint of the data
+arrays actually loaded, ``data_sha256``) is everything that changes the numbers: the
+model, the data, the grid and the training settings. The executor, the worker count,
+the scheduler address, the output folder and the path the data was read from are not
+part of it (the same grid gives the same numbers on every executor, and the same data
+from any path); list values are compared as sets, in any order. Rerunning a run name
+with another identity is refused (:func:`identity_changes`).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ INITS = ("scratch", "native")
 TRAIN_EVALS = ("every", "last")
 
 #: Fields that change the numbers of a run; a rerun under the same name must match them.
-IDENTITY_FIELDS = ("arch", "dataset", "data", "limit", "frameworks", "etas", "lmbdas", "epochs", "batch_size",
+IDENTITY_FIELDS = ("arch", "dataset", "limit", "frameworks", "etas", "lmbdas", "epochs", "batch_size",
                    "optimizer", "seeds", "dtype", "flavor", "init", "loss", "train_eval")
 
 # Spellings accepted in a TOML file (and by GridConfig.from_mapping) for the fields.
@@ -45,7 +47,10 @@ _ALIASES = {"eta": "etas", "lmbda": "lmbdas", "lambda": "lmbdas", "lambdas": "lm
             "seed": "seeds", "framework": "frameworks"}
 # The option that sets each field, for error messages.
 OPTION = {"etas": "--eta", "lmbdas": "--lmbda", "batch_size": "--batch-size", "seeds": "--seeds",
-          "frameworks": "--frameworks"}
+          "frameworks": "--frameworks", "loss": "loss (a --config field)"}
+_STRINGS = ("arch", "dataset", "data", "optimizer", "dtype", "flavor", "init", "loss", "train_eval", "executor",
+            "scheduler", "run", "out")
+_INTS = ("limit", "epochs", "batch_size", "workers")
 
 
 def option(name: str) -> str:
@@ -118,23 +123,32 @@ class GridConfig:
             raise _usage_error(f"--config: cannot read {path}: {e}") from None
         except tomllib.TOMLDecodeError as e:
             raise _usage_error(f"--config: {path} is not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise _usage_error(f"--config: {path} is not UTF-8 text (byte {e.start}); expected a TOML file") from None
         if "grid" in table and isinstance(table["grid"], dict) and len(table) == 1:
             table = table["grid"]  # a [grid] table is accepted too
         values = _normalise_keys(table, f"--config {path}")
         values.setdefault("run", os.path.splitext(os.path.basename(path))[0])
-        return cls().merged(values)
+        return cls().merged(values, source=f"--config {path}")
 
-    def merged(self, overrides: dict) -> "GridConfig":
-        """A copy with the non-None values of ``overrides`` (field names) replacing these."""
+    def merged(self, overrides: dict, *, source: str | None = None) -> "GridConfig":
+        """A copy with the non-None values of ``overrides`` (field names) replacing these;
+        ``source`` (a config file) prefixes the errors of its values."""
         values = {k: v for k, v in overrides.items() if v is not None}
         unknown = [k for k in values if k not in self.field_names()]
         if unknown:
             raise _usage_error(f"config: unknown option(s) {', '.join(unknown)}; allowed: "
                                + ", ".join(self.field_names()))
+        prefix = f"{source}: " if source else ""
+        for name, value in values.items():
+            if name in _STRINGS and not isinstance(value, str):
+                raise _usage_error(f"{prefix}{name}: {value!r} is not allowed; expected a string")
+            if name in _INTS and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _usage_error(f"{prefix}{name}: {value!r} is not allowed; expected a positive integer")
         try:
             return dataclasses.replace(self, **values)
         except (TypeError, ValueError) as e:
-            raise _usage_error(str(e)) from None
+            raise _usage_error(prefix + str(e)) from None
 
     # ------------------------------------------------------------------ derived
     @property
@@ -153,13 +167,18 @@ class GridConfig:
         """All fields as JSON-able values (tuples as lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def identity(self) -> dict:
-        """The fields that change the numbers (:data:`IDENTITY_FIELDS`)."""
+    def identity(self, data_sha256: str | None = None) -> dict:
+        """The fields that change the numbers (:data:`IDENTITY_FIELDS`, lists sorted), and
+        ``data_sha256`` (:meth:`experiments.datasets.Dataset.fingerprint`) when given."""
         d = self.to_dict()
-        return {k: d[k] for k in IDENTITY_FIELDS}
+        out = {k: sorted(d[k]) if isinstance(d[k], list) else d[k] for k in IDENTITY_FIELDS}
+        if data_sha256 is not None:
+            out["data_sha256"] = data_sha256
+        return out
 
-    def identity_hash(self) -> str:
-        return identity_hash(self.identity())
+    def identity_hash(self, data_sha256: str | None = None) -> str:
+        """The config hash of every cell row: 16 hex digits of the identity's SHA-256."""
+        return identity_hash(self.identity(data_sha256))
 
     def n_cells(self) -> int:
         return len(self.frameworks) * len(self.etas) * len(self.lmbdas) * len(self.seeds)
@@ -187,10 +206,7 @@ class GridConfig:
         options.choice(option("executor"), self.executor, EXECUTORS, "executor")
         from scratch import losses
 
-        try:
-            losses.get(self.loss)
-        except (KeyError, ValueError) as e:
-            raise bad("loss", str(e.args[0] if e.args else e)) from None
+        options.choice(option("loss"), self.loss, losses.LOSSES, "loss")
         options.frameworks(self.frameworks, option("frameworks"))
         for fw in self.frameworks:
             absent = missing(fw)
@@ -220,6 +236,8 @@ class GridConfig:
             raise bad("data", "the mnist data set needs --data PATH (mnist.npz or a folder of IDX files)")
         if self.dataset != "mnist" and self.data:
             raise bad("data", f"only the mnist data set reads a file; --dataset is {self.dataset!r}")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise bad("out", f"{self.out} is a file; expected a folder for the results (it is created if missing)")
         if self.scheduler and self.executor not in ("dask", "population"):
             raise bad("scheduler", f"a scheduler address needs --executor dask or population "
                                    f"(it is {self.executor!r})")
@@ -263,6 +281,17 @@ def check_scheduler_reachable(address: str, timeout: str = "3s") -> None:
     except ImportError:
         raise _usage_error("--executor: dask needs the package 'distributed' (pip install 'dask[distributed]')") \
             from None
+    from distributed.comm import registry
+    from distributed.comm.addressing import parse_address
+
+    try:
+        scheme, location = parse_address(address)
+    except ValueError as e:
+        scheme, location = None, str(e)
+    if scheme not in registry.backends or scheme == "inproc" or not location:
+        raise _usage_error(f"--scheduler: {address!r} is not a Dask scheduler address; expected SCHEME://HOST:PORT "
+                           "with SCHEME one of " + ", ".join(s for s in registry.backends if s != "inproc")
+                           + " (e.g. tcp://10.0.0.5:8786)")
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except Exception as e:  # OSError, TimeoutError, ValueError for a bad address...
@@ -279,7 +308,17 @@ def identity_hash(identity: dict) -> str:
 
 
 def identity_changes(old: dict, new: dict) -> list:
-    """``["epochs: 100 -> 50", ...]`` for the identity fields that differ."""
+    """``["epochs: 100 -> 50", ...]`` for the identity fields that differ.
+
+    Lists compare in any order. An identity recorded before the data fingerprint existed
+    (it has the data path instead) is compared on the other fields only."""
+    def normal(identity):
+        out = {k: sorted(v) if isinstance(v, list) else v for k, v in identity.items() if k != "data"}
+        if "data_sha256" not in old:
+            out.pop("data_sha256", None)
+        return out
+
+    old, new = normal(old), normal(new)
     out = []
     for k in sorted(set(old) | set(new)):
         a, b = old.get(k), new.get(k)

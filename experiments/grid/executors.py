@@ -9,19 +9,25 @@ every executor and with any worker count.
 * ``serial``: one cell after the other in this process.
 * ``process``: a ``ProcessPoolExecutor`` of ``workers`` processes started with
   ``spawn`` (TensorFlow and PyTorch are not fork-safe). Workers ignore SIGINT: Ctrl-C is
-  the parent's business (it cancels what is pending and stops the workers).
+  the parent's business (it cancels what is pending and stops the workers). Each worker
+  ends itself when its parent dies (killed with ``kill -9`` included): a watchdog
+  thread sees its parent process change. A worker that dies breaks the pool: a fresh
+  pool is started and the cells that had not finished are submitted again, up to
+  ``RESTARTS`` times per run.
 * ``dask``: a ``distributed.Client`` on ``scheduler`` (``tcp://HOST:PORT``), or on a
   ``LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)`` started for
   the run when no address is given.
 
-A worker that dies (killed, out of memory) raises :class:`WorkerLost` after every result
-that did arrive has been yielded.
+When workers die (killed, out of memory) more often than an executor can make up for,
+:class:`WorkerLost` is raised after every result that did arrive has been yielded.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import threading
+import time
 
 from ..runtime import limit_threads, one_thread_environment
 from .population import PopulationExecutor
@@ -31,8 +37,23 @@ class WorkerLost(RuntimeError):
     """A worker process died while cells were in flight; their results are lost."""
 
 
-def _init_worker(frameworks):
+#: Fresh process pools a run may start after a worker died, before it gives up.
+RESTARTS = 3
+_WATCH_SECONDS = 0.25
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker as soon as its parent is gone (it is then re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(_WATCH_SECONDS)
+    os._exit(1)  # no cleanup: nobody is left to receive a result
+
+
+def _init_worker(frameworks, parent):
+    # ``parent`` comes from the parent itself: one that died while this worker was still
+    # starting is then seen too (os.getppid() would already name the adopting process).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), name="xfw-parent-watchdog", daemon=True).start()
     one_thread_environment()
     limit_threads(frameworks)
 
@@ -83,17 +104,19 @@ class ProcessExecutor:
         self.pool = None
 
     def __enter__(self):
+        one_thread_environment()  # inherited by the workers before their first import
+        self.pool = self._new_pool()
+        self.restarts = 0
+        return self
+
+    def _new_pool(self):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        one_thread_environment()  # inherited by the workers before their first import
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(self.frameworks,))
-        return self
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.frameworks, os.getpid()))
 
-    def __exit__(self, exc_type, exc, tb):
-        if self.pool is None:
-            return False
+    def _stop(self):
         # Finished: the workers are idle. Interrupted or failed: drop pending cells. Either
         # way stop the workers now rather than wait for TensorFlow's slow interpreter exit.
         processes = list((getattr(self.pool, "_processes", None) or {}).values())
@@ -103,6 +126,11 @@ class ProcessExecutor:
                 proc.terminate()
         for proc in processes:
             proc.join(5)
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.pool is None:
+            return False
+        self._stop()
         self.pool = None
         return False
 
@@ -113,26 +141,37 @@ class ProcessExecutor:
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
-        with _sigint_ignored():  # workers start on submit; they inherit the ignored SIGINT
-            futures = {self.pool.submit(fn, t): t for t in tasks}
-        order = {f: i for i, f in enumerate(futures)}
-        pending = set(futures)
-        lost = None
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in sorted(done, key=order.get):
-                try:
-                    result = f.result()
-                except BrokenProcessPool as e:
-                    lost = e
-                    continue
-                yield futures[f], result
-            if lost is not None:
-                # Results that arrived before the pool broke are already done; yield them.
-                for f in sorted([f for f in pending if f.done() and not f.cancelled() and f.exception() is None],
-                                key=order.get):
-                    yield futures[f], f.result()
-                raise WorkerLost(f"a worker process died ({lost}); the cells it was running are lost")
+        left = list(tasks)
+        while left:
+            with _sigint_ignored():  # workers start on submit; they inherit the ignored SIGINT
+                futures = {self.pool.submit(fn, t): t for t in left}
+            order = {f: i for i, f in enumerate(futures)}
+            pending = set(futures)
+            lost = None
+            while pending and lost is None:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in sorted(done, key=order.get):
+                    try:
+                        result = f.result()
+                    except BrokenProcessPool as e:
+                        lost = e
+                        continue
+                    yield futures[f], result
+            if lost is None:
+                return
+            # Results that arrived before the pool broke are done; yield them, rerun the rest.
+            finished = [f for f in pending if f.done() and not f.cancelled() and f.exception() is None]
+            for f in sorted(finished, key=order.get):
+                yield futures[f], f.result()
+            done_ids = {id(futures[f]) for f in futures if f.done() and not f.cancelled()
+                        and f.exception() is None}
+            left = [t for t in left if id(t) not in done_ids]
+            if self.restarts >= RESTARTS:
+                raise WorkerLost(f"a worker process died ({lost}) after {RESTARTS} fresh starts of the workers; "
+                                 f"{len(left)} cells did not finish")
+            self.restarts += 1
+            self._stop()
+            self.pool = self._new_pool()
 
 
 class DaskExecutor:

@@ -41,7 +41,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..files import atomic_write, atomic_write_with
-from .store import CELLS, CURVES, MANIFEST, read_cells, read_curves, read_manifest
+from .store import CELLS, CURVES, MANIFEST, DamagedFile, cells_frame, curves_frame, describe, read_run
 from .labels import colour_limits, metric_name, pow10_label, seed_note, two_line_title
 from .tables import (BASE, METRICS, SAME_VALUE_RTOL, as_cells, cell_summary, difference_table, framework_order,
                      grid_axes, grid_table, status_table)
@@ -279,8 +279,12 @@ def curves_figure(curves: pd.DataFrame, cells, frameworks=None, *, top: int = 5,
     per (eta, lambda) of the ``top`` cells (best mean test accuracy over the frameworks),
     the same colour for a cell in every column; curves averaged over seeds.
 
-    Top row: training loss (the epoch's objective, ``loss``; ``train_loss`` if absent),
-    solid, and test loss, dashed. Bottom row: test accuracy, solid, and train accuracy, dashed.
+    Top row: the data loss (no L2 penalty) on the training set, solid, and on the test
+    set, dashed, both evaluated after each epoch (the same quantity, so the two lines
+    compare; the running mean of the penalised objective, ``loss`` in curves.csv, is not
+    drawn). Bottom row: train accuracy, solid, and test accuracy, dashed. With
+    ``train_eval = "last"`` the training set is evaluated after the last epoch only: its
+    curves are one point.
     """
     cells = as_cells(cells)
     frameworks = list(frameworks) if frameworks is not None else framework_order(cells)
@@ -306,27 +310,24 @@ def curves_figure(curves: pd.DataFrame, cells, frameworks=None, *, top: int = 5,
                 continue
             mean = selected.groupby("epoch").mean(numeric_only=True).sort_index()
             epochs = mean.index.to_numpy(dtype=float)
-            train_loss = mean["loss"] if mean["loss"].notna().any() else mean["train_loss"]
-            for column, values, style in (("loss", train_loss, "-"), ("test_loss", mean["test_loss"], "--")):
-                values = values.to_numpy(dtype=float)
+            for split, style in (("train", "-"), ("test", "--")):
+                values = mean[f"{split}_loss"].to_numpy(dtype=float)
                 values = np.where(np.isfinite(values) & (values > 0), values, np.nan)
-                top_ax.plot(epochs, values, style, color=colour, linewidth=1.4, marker=".")
-            bottom_ax.plot(epochs, mean["test_accuracy"].to_numpy(dtype=float), "-", color=colour,
-                           linewidth=1.4, marker=".")
-            bottom_ax.plot(epochs, mean["train_accuracy"].to_numpy(dtype=float), "--", color=colour,
-                           linewidth=1.0)
+                top_ax.plot(epochs, values, style, color=colour, linewidth=1.4, marker=".", gid=f"{split}_loss")
+                bottom_ax.plot(epochs, mean[f"{split}_accuracy"].to_numpy(dtype=float), style, color=colour,
+                               linewidth=1.4, marker=".", gid=f"{split}_accuracy")
         top_ax.set_yscale("log")
         top_ax.set_title(framework)
         top_ax.grid(True, which="both", alpha=0.3)
         bottom_ax.grid(True, alpha=0.3)
         bottom_ax.set_xlabel("epoch")
         bottom_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0, 0].set_ylabel("loss (log scale)")
+    axes[0, 0].set_ylabel("data loss, no L2 (log scale)")
     axes[1, 0].set_ylabel("accuracy")
     handles = [Line2D([], [], color=c, linewidth=1.6,
                       label=f"\u03b7={eta:g}, \u03bb={lmbda:g}") for c, (eta, lmbda) in zip(colours, chosen)]
-    handles += [Line2D([], [], color="0.3", linestyle="-", label="solid: train loss,\ntest accuracy"),
-                Line2D([], [], color="0.3", linestyle="--", label="dashed: test loss,\ntrain accuracy")]
+    handles += [Line2D([], [], color="0.3", linestyle="-", label="solid: training set"),
+                Line2D([], [], color="0.3", linestyle="--", label="dashed: test set")]
     figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     figure.suptitle(f"Loss and accuracy over the epochs, best {len(chosen)} cells"
                     f"{seed_note(cells, frameworks)}")
@@ -374,9 +375,12 @@ def draw_run(run_dir, *, margin: float = 0.05, dpi: float = 100, top_curves: int
     run_dir = Path(run_dir)
     if not (run_dir / CELLS).is_file():
         raise FileNotFoundError(f"{run_dir / CELLS}: no {CELLS} in this run folder")
-    cells = read_cells(run_dir)
-    manifest = read_manifest(run_dir, missing_ok=True)
-    curves = read_curves(run_dir)
+    files = read_run(run_dir)  # everything validated before anything is drawn
+    if files.incomplete:
+        first = describe(sorted(files.incomplete)[0])
+        raise DamagedFile(f"{run_dir / CURVES}: the curves of {len(files.incomplete)} finished cells are missing or "
+                          f"incomplete (e.g. {first}); run the grid again with the same options to recompute them")
+    cells, curves, manifest = cells_frame(files), curves_frame(files), files.manifest or {}
     folder = run_dir / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     frameworks = framework_order(cells, manifest)

@@ -54,9 +54,12 @@ def make(name: str, learning_rate: float, *, flavor: str = "keras", **hyper) -> 
     check_flavor(flavor)
     if learning_rate is None:
         raise ValueError(f"{name}: learning_rate must be given (finite and > 0)")
+    import inspect
+
     cls = _CLASSES[BASE_OPTIMIZER[name]]
     kwargs = {**PRESETS.get(name, {}), **hyper}
-    try:
-        return cls(learning_rate, flavor=flavor, **kwargs)
-    except TypeError as exc:  # an argument the class does not take
-        raise ValueError(f"{name}: invalid hyperparameter(s) {sorted(hyper)}: {exc}") from None
+    taken = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "learning_rate", "flavor")]
+    unknown = sorted(set(kwargs) - set(taken))
+    if unknown:  # name only what the class does not take, never the valid ones beside them
+        raise ValueError(f"{name}: unknown hyperparameter(s) {', '.join(unknown)}; allowed: {', '.join(taken)}")
+    return cls(learning_rate, flavor=flavor, **kwargs)
