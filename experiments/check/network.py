@@ -57,7 +57,13 @@ def _run(bounds, x, dy, captured):
     sums, problems, weights, raised = [{} for _ in range(n)], {}, [], None
     try:
         for xs, dys in calls:
-            w = [b.read_params(captured) for b in bounds]
+            w = []
+            for i, b in enumerate(bounds):
+                try:
+                    w.append(b.read_params(captured))
+                except Problem as p:  # a parameter whose layout was left out does not fit the default
+                    problems[(i, "output")] = p
+                    return outs, dins, sums, problems, weights, None
             weights.append(w)
             h = xs
             for i, b in enumerate(bounds):
@@ -129,6 +135,13 @@ def network(layers, *, input_shape, rtol=None, seed: int = 0) -> Report:
         for fw in fws:
             report.rows.append(problem_row(case=case, quantity="(your code)", framework=fw, rtol=rtol, problem=raised))
         report.add_diagnosis(Diagnosis(RAISED, "(your code)", raised, float("nan")))
+        return report
+    if not weights:  # a parameter could not be read: nothing can be compared
+        for (i, what), p in problems.items():
+            for fw in fws:
+                report.rows.append(problem_row(case=case, quantity=f"layer {i} {what}", framework=fw, rtol=rtol,
+                                               problem=p.text))
+            report.add_diagnosis(Diagnosis(p.kind, f"layer {i} {what}", p.text, float("nan")))
         return report
     refs = {fw: _reference(fw, specs, in_shape, bounds, weights, x, dy) for fw in fws}
     failing = {}

@@ -91,6 +91,8 @@ class Report:
     any_framework: bool = False
     #: Indices of the rows the text shows (None: all); the JSON always has every row.
     shown: Optional[List[int]] = None
+    #: Layouts the user left out and xfw inferred (``{"output_layout": "n h w c"}``).
+    conventions: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -149,7 +151,8 @@ class Report:
         out = {"name": name or self.title, "passed": self.passed,
                "rows": [{k: num(v) for k, v in r.items()} for r in self.rows],
                "diagnoses": [{"id": d.id, "quantity": d.quantity, "text": d.text} for d in self.diagnoses],
-               "title": self.title, "seed": self.seed, "summary": list(self.summary), "notes": list(self.notes)}
+               "title": self.title, "seed": self.seed, "summary": list(self.summary), "notes": list(self.notes),
+               "conventions": dict(self.conventions)}
         return out
 
     # ------------------------------------------------------------------ files

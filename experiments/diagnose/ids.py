@@ -55,6 +55,8 @@ l2-on-biases                        L2 applied to biases too
 backward-uses-updated-weights       a layer backpropagates through weights already updated
 first-layer-not-updated             the first layer's parameters are never updated
 batch-scaled-twice                  gradients divided by the batch size twice
+convention                          not a mistake: a layout left out is not the default;
+                                    the text names the layout to declare (set by the caller)
 ==================================  =====================================================
 
 Planted breakages of :mod:`experiments.parity.breakages` run in reverse report the
@@ -107,6 +109,7 @@ L2_ON_BIASES = "l2-on-biases"
 BACKWARD_USES_UPDATED_WEIGHTS = "backward-uses-updated-weights"
 FIRST_LAYER_NOT_UPDATED = "first-layer-not-updated"
 BATCH_SCALED_TWICE = "batch-scaled-twice"
+CONVENTION = "convention"
 
 #: Every id, in the order of the table above.
 ALL = (RAISED, SHAPE, DTYPE, NON_FINITE, EPSILON, SCALE, KERNEL_FLIPPED, KERNEL_TRANSPOSED, IN_OUT_SWAPPED,
@@ -116,10 +119,10 @@ ALL = (RAISED, SHAPE, DTYPE, NON_FINITE, EPSILON, SCALE, KERNEL_FLIPPED, KERNEL_
        LOSS_AVERAGED, LOSS_GRADIENT_OF_OUTPUTS, SOFTMAX_AXIS, EPS_OUTSIDE_SQRT, EPS_INSIDE_SQRT, BIAS_CORRECTION_MISSING,
        STEP_COUNTER_FROZEN, MOMENTUM_SIGN, DAMPENING, NESTEROV_AS_CLASSICAL, ADAGRAD_INITIAL_ACCUMULATOR,
        ACCUMULATOR_PER_ROW, L2_AFTER_STEP, L2_GRADIENT_HALF, L2_ON_BIASES, BACKWARD_USES_UPDATED_WEIGHTS,
-       FIRST_LAYER_NOT_UPDATED, BATCH_SCALED_TWICE)
+       FIRST_LAYER_NOT_UPDATED, BATCH_SCALED_TWICE, CONVENTION)
 
 #: Ids set by the caller from the user's raw output, never by this package.
-CALLER_IDS = (RAISED, SHAPE, DTYPE)
+CALLER_IDS = (RAISED, SHAPE, DTYPE, CONVENTION)
 
 #: Planted breakage name -> the id its reverse run reports.
 BREAKAGE_IDS = {
