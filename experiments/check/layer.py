@@ -226,7 +226,10 @@ def layer(spec, *, input_shape, forward, backward=None, input_layout=None, outpu
     ``forward(x) -> y`` and ``backward(dy) -> dx`` (or None) in the declared layouts
     (einops-style, default ``"n c h w"`` / ``"n f"``; no ``n``: one sample per call).
     ``params``: name -> (getter, layout) for ``"kernel"`` and ``"bias"`` (one left out
-    does not exist in the user's layer: zeros in the references, not compared).
+    does not exist in the user's layer: zeros in the references, not compared; a bare
+    getter leaves the layout out). A layout left out takes the default; when the check
+    then fails, the user's layouts are inferred (:mod:`.conventions`), the check re-run
+    with them and a ``convention`` diagnosis put first (``report.conventions``).
     ``grads``: name -> getter; or ``grads_from_update=lr`` for code that updates its
     weights in place in backward. ``pre_activation_grad``: backward takes the gradient
     with respect to the pre-activation. ``rtol`` loosens the float64 bound; ``seed``
