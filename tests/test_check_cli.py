@@ -99,3 +99,6 @@ def test_xfw_check_command_on_the_readme_example():
     doc = json.loads(r.stdout)
     bad = {row["quantity"] for row in doc["reports"][0]["rows"] if not row["passed"]}
     assert bad == {"input gradient"}
+    first = doc["reports"][0]["diagnoses"][0]
+    assert (first["id"], first["quantity"]) == ("activation-derivative-at-zero", "input gradient")
+    assert "z > 0, not z >= 0" in first["text"]

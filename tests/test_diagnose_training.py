@@ -167,4 +167,6 @@ def test_every_id_has_a_student():
     covered |= {o[0] for o in OPT} | {"backward-uses-updated-weights", "first-layer-not-updated",
                                        "batch-scaled-twice", "l2-gradient-half", "l2-on-biases"}
     covered |= {ids.BREAKAGE_IDS[n] for n in TB.CASES}
+    import tests.test_check_report_text as TR
+    covered |= TR.COVERED
     assert set(ids.ALL) - set(ids.CALLER_IDS) - covered == set()

@@ -1,8 +1,8 @@
 """Speed of the checks (a benchmark, not a test): ``python -m experiments.check.bench``.
 
-Prints the seconds of one layer check once the frameworks are imported (median of 5)
-and of ``xfw check`` on a generated file of ten checks, in a fresh process, imports
-included.
+Prints the seconds of one layer check once the frameworks are imported (median of 5),
+of one failing layer check with its diagnosis (and with a layout inferred), and of
+``xfw check`` on a generated file of ten checks, in a fresh process, imports included.
 """
 from __future__ import annotations
 
@@ -59,6 +59,40 @@ def one_layer_check() -> float:
     return statistics.median(times)
 
 
+def one_failing_layer_check() -> tuple:
+    """Seconds of one FAILING check.layer, diagnosis included (relu'(0) taken as 1, named
+    ``activation-derivative-at-zero``), frameworks warm; and the id it names first."""
+    from experiments import check
+    from scratch import spec as S
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests"))
+    from students.conv import LoopConv
+
+    def run(layout="(kh kw) out"):
+        conv = LoopConv(bug="relu-derivative-at-zero")
+        kernel = (lambda: conv.K, layout) if layout else (lambda: conv.K)
+        return check.layer(S.Conv2D(2, 3, activation="relu"), input_shape=(1, 6, 6), forward=conv.forward,
+                           backward=conv.backward, input_layout="h w", output_layout="h w c",
+                           params={"kernel": kernel}, grads={"kernel": lambda: conv.dK})
+
+    report = run()
+    if report.passed or not report.diagnoses:
+        raise RuntimeError(f"the failing check passed or named nothing:\n{report}")
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    left_out = []
+    for _ in range(5):
+        t = time.perf_counter()
+        inferred = run(layout=None)
+        left_out.append(time.perf_counter() - t)
+    if [d.id for d in inferred.diagnoses[:2]] != ["convention", report.diagnoses[0].id]:
+        raise RuntimeError(f"the kernel layout was not inferred:\n{inferred}")
+    return statistics.median(times), report.diagnoses[0].id, statistics.median(left_out)
+
+
 def ten_checks_file() -> float:
     """Seconds of ``xfw check`` on a file of ten layer checks, in a new process."""
     with tempfile.TemporaryDirectory() as d:
@@ -76,6 +110,11 @@ def ten_checks_file() -> float:
 def main() -> int:
     one = one_layer_check()
     print(f"one layer check (frameworks imported, median of 5): {one:.3f} s (target < 2 s, ratio {one / 2:.2f})")
+    fail, named, inferred = one_failing_layer_check()
+    print(f"one failing layer check, diagnosis included ({named}), median of 5: {fail:.3f} s "
+          f"(target < 5 s, ratio {fail / 5:.2f}; {fail / one:.1f}x a passing check)")
+    print(f"the same with the kernel layout left out (inferred, check re-run), median of 5: {inferred:.3f} s "
+          f"(target < 5 s, ratio {inferred / 5:.2f}; {inferred / one:.1f}x a passing check)")
     ten = ten_checks_file()
     print(f"xfw check on a file of ten checks, imports included: {ten:.1f} s (target < 15 s, ratio {ten / 15:.2f})")
     return 0

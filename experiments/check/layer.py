@@ -19,7 +19,7 @@ from experiments.parity import tolerances
 from experiments.diagnose import Diagnosis, diagnose_layer, where_error_lies
 
 from . import cases as C
-from . import references
+from . import conventions, references
 from .report import RAISED, Report, compare_row, non_finite, problem_row
 from .user_code import Captured, UserCodeError
 from .user_layer import PARAM_QUANTITY, CheckUsageError, Problem, UserLayer, describe
@@ -66,7 +66,11 @@ def run_user(bound, case: C.Case, captured: Captured) -> Run:
     ys, dxs, sums = [], [], {}
     try:
         for xs, dys in calls:
-            w = bound.read_params(captured)
+            try:
+                w = bound.read_params(captured)
+            except Problem as p:  # a parameter whose layout was left out does not fit the default
+                run.problems["output"] = p
+                return run
             run.weights.append(w)
             try:
                 ys.append(bound.forward(xs, captured))
@@ -145,7 +149,7 @@ def explain(report: Report, bound, case, weights, quantity, got, expected, rtol,
 
 def compare_case(report: Report, bound, case, run: Run, fws, rtol, diagnosed: set) -> None:
     """Rows (and diagnoses) of one case."""
-    refs = {fw: reference(fw, bound, case, run.weights) for fw in fws}
+    refs = {fw: reference(fw, bound, case, run.weights) for fw in fws} if run.weights else {}
     quantities = [("output", run.output, 0)]
     if "output" in run.problems:
         pass  # nothing after a bad forward can be compared
@@ -156,11 +160,11 @@ def compare_case(report: Report, bound, case, run: Run, fws, rtol, diagnosed: se
     for quantity, got, key in quantities:
         problem = run.problems.get(quantity)
         for fw in fws:
-            expected = refs[fw][2][key] if isinstance(key, str) else refs[fw][key]
             if problem is not None:
                 report.rows.append(problem_row(case=case.name, quantity=quantity, framework=fw, rtol=rtol,
                                                problem=problem.text))
                 continue
+            expected = refs[fw][2][key] if isinstance(key, str) else refs[fw][key]
             row = compare_row(expected, got, case=case.name, quantity=quantity, framework=fw, rtol=rtol)
             report.rows.append(row)
             if not row["passed"] and fw == fws[0]:
@@ -184,8 +188,10 @@ def declared_notes(bound) -> List[str]:
     return notes
 
 
-def run_check(user: UserLayer, input_shape, *, rtol=None, seed: int = 0, title: Optional[str] = None) -> Report:
-    """:func:`layer` on an already built :class:`UserLayer`."""
+def run_check(user: UserLayer, input_shape, *, rtol=None, seed: int = 0, title: Optional[str] = None,
+              infer: bool = True) -> Report:
+    """:func:`layer` on an already built :class:`UserLayer`; ``infer``: when it fails and a
+    layout was left out, infer the user's layouts (:mod:`.conventions`)."""
     bound = user.bind(input_shape)
     rtol, seed = bound_rtol(rtol), check_seed(seed)
     report = Report(title or f"check.layer {describe(bound.spec)} on input {bound.input_shape}", seed)
@@ -206,6 +212,9 @@ def run_check(user: UserLayer, input_shape, *, rtol=None, seed: int = 0, title: 
             report.notes.append("backward returned None: the input gradient is not compared")
         compare_case(report, bound, case, run, fws, rtol, diagnosed)
     report.printed, report.warned = captured.text(), captured.warned
+    if infer and bound.left_out and not report.passed:
+        conventions.explain(report, bound, case.x, lambda u: run_check(u, input_shape, rtol=rtol, seed=seed,
+                                                                       title=title, infer=False))
     return report
 
 
@@ -217,7 +226,10 @@ def layer(spec, *, input_shape, forward, backward=None, input_layout=None, outpu
     ``forward(x) -> y`` and ``backward(dy) -> dx`` (or None) in the declared layouts
     (einops-style, default ``"n c h w"`` / ``"n f"``; no ``n``: one sample per call).
     ``params``: name -> (getter, layout) for ``"kernel"`` and ``"bias"`` (one left out
-    does not exist in the user's layer: zeros in the references, not compared).
+    does not exist in the user's layer: zeros in the references, not compared; a bare
+    getter leaves the layout out). A layout left out takes the default; when the check
+    then fails, the user's layouts are inferred (:mod:`.conventions`), the check re-run
+    with them and a ``convention`` diagnosis put first (``report.conventions``).
     ``grads``: name -> getter; or ``grads_from_update=lr`` for code that updates its
     weights in place in backward. ``pre_activation_grad``: backward takes the gradient
     with respect to the pre-activation. ``rtol`` loosens the float64 bound; ``seed``

@@ -104,6 +104,11 @@ def parse(text, *, what: str, allowed) -> Layout:
     return layout
 
 
+def parse_axes(text) -> tuple:
+    """The axis names a layout string writes (no checks: ``()`` for a non-string)."""
+    return tuple(t for t in _TOKEN.findall(text) if t not in "()") if isinstance(text, str) else ()
+
+
 class Converter:
     """Moves one kind of array between the user's layout and the canonical one.
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from scratch import spec as S
 
-from experiments.diagnose import Diagnosis, diagnose_layer
+from experiments.diagnose import Diagnosis, diagnose_layer, diagnose_network
 
 from . import cases as C
 from . import references
@@ -57,7 +57,13 @@ def _run(bounds, x, dy, captured):
     sums, problems, weights, raised = [{} for _ in range(n)], {}, [], None
     try:
         for xs, dys in calls:
-            w = [b.read_params(captured) for b in bounds]
+            w = []
+            for i, b in enumerate(bounds):
+                try:
+                    w.append(b.read_params(captured))
+                except Problem as p:  # a parameter whose layout was left out does not fit the default
+                    problems[(i, "output")] = p
+                    return outs, dins, sums, problems, weights, None
             weights.append(w)
             h = xs
             for i, b in enumerate(bounds):
@@ -130,8 +136,15 @@ def network(layers, *, input_shape, rtol=None, seed: int = 0) -> Report:
             report.rows.append(problem_row(case=case, quantity="(your code)", framework=fw, rtol=rtol, problem=raised))
         report.add_diagnosis(Diagnosis(RAISED, "(your code)", raised, float("nan")))
         return report
+    if not weights:  # a parameter could not be read: nothing can be compared
+        for (i, what), p in problems.items():
+            for fw in fws:
+                report.rows.append(problem_row(case=case, quantity=f"layer {i} {what}", framework=fw, rtol=rtol,
+                                               problem=p.text))
+            report.add_diagnosis(Diagnosis(p.kind, f"layer {i} {what}", p.text, float("nan")))
+        return report
     refs = {fw: _reference(fw, specs, in_shape, bounds, weights, x, dy) for fw in fws}
-    failing = {}
+    failing, compared = {}, {}
     for i, b in enumerate(bounds):
         qs = [("output", outs[i], lambda t, i=i: t.outputs[i])]
         if dins[i] and len(dins[i]) == len(outs[i]):
@@ -151,6 +164,7 @@ def network(layers, *, input_shape, rtol=None, seed: int = 0) -> Report:
             if (i, what) in problems:
                 continue
             got = got if what.endswith("gradient") and what != "input gradient" else np.concatenate(got)
+            compared[f"layer {i} {what}"] = got
             for fw in fws:
                 traces = refs[fw]
                 expected = sum(pick(t) for t in traces) if what in PARAM_QUANTITY.values() else _cat(traces, pick)
@@ -162,11 +176,33 @@ def network(layers, *, input_shape, rtol=None, seed: int = 0) -> Report:
                     bad = non_finite(row["quantity"], got, expected)
                     if bad is not None:
                         report.add_diagnosis(bad)
-    _summarise(report, bounds, names, failing, refs, fws, weights, x, outs, dins, sums, rtol)
+    _summarise(report, bounds, names, failing, refs, fws, weights, x, outs, dins, sums, rtol, dy, compared)
     return report
 
 
-def _summarise(report, bounds, names, failing, refs, fws, weights, x, outs, dins, sums, rtol):
+def _network_mistakes(compared, bounds, t, weights, x, dy, rtol) -> list:
+    """:func:`experiments.diagnose.diagnose_network` on every compared quantity: mistakes
+    that only show when layers are chained (a backward through weights already updated,
+    the first layer never updated, a layer dividing by the batch once more)."""
+    expected = {q: _expected(t, q) for q in compared}
+    lrs = {b.user.grads_from_update for b in bounds if b.user.grads_from_update is not None}
+    lr = lrs.pop() if len(lrs) == 1 else 0.01
+    return diagnose_network(tuple(b.spec for b in bounds), input_shape=bounds[0].input_shape, x=x, dy=dy,
+                            params=_state(bounds, weights), got=compared, expected=expected, rtol=rtol, learning_rate=lr)
+
+
+def _expected(t, quantity: str) -> np.ndarray:
+    """The reference of ``"layer i <what>"`` in trace ``t``."""
+    _, i, what = quantity.split(" ", 2)
+    i = int(i)
+    if what == "output":
+        return t.outputs[i]
+    if what == "input gradient":
+        return t.input_grad if i == 0 else t.output_grads[i - 1]
+    return t.param_grads[f"{i}.{what.split()[0]}"]
+
+
+def _summarise(report, bounds, names, failing, refs, fws, weights, x, outs, dins, sums, rtol, dy, compared):
     forward = sorted(i for i, ws in failing.items() if "output" in ws)
     backward = sorted((i for i, ws in failing.items() if set(ws) - {"output"}), reverse=True)
     report.summary.append(f"forward: {'first layer that disagrees: ' + names[forward[0]] if forward else 'agrees'}")
@@ -184,6 +220,9 @@ def _summarise(report, bounds, names, failing, refs, fws, weights, x, outs, dins
         return
     if len(refs[fws[0]]) != 1:
         return  # the weights changed between calls: no single set of weights to diagnose with
+    if backward:
+        for d in _network_mistakes(compared, bounds, t, weights[0], x, dy, rtol):
+            report.add_diagnosis(d)
     b = bounds[i]
     xi = x if i == 0 else t.outputs[i - 1]
     got = {"output": lambda: np.concatenate(outs[i]), "input gradient": lambda: np.concatenate(dins[i])}.get(

@@ -91,6 +91,8 @@ class Report:
     any_framework: bool = False
     #: Indices of the rows the text shows (None: all); the JSON always has every row.
     shown: Optional[List[int]] = None
+    #: Layouts the user left out and xfw inferred (``{"output_layout": "n h w c"}``).
+    conventions: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -110,6 +112,11 @@ class Report:
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [f"{self.title}: {verdict}", f"  seed {self.seed}; cases: {'; '.join(self.cases) or '-'}"]
         lines += [f"  {s}" for s in self.summary]
+        if self.diagnoses:  # first, before the numbers: what the mistake is and how to fix it
+            lines.append("  diagnosis (the mistake that reproduces your numbers, best first; [id] quantity: "
+                         "what and the fix):" if any(d.id != "convention" for d in self.diagnoses)
+                         else "  diagnosis:")
+            lines += [f"    [{d.id}] {d.quantity}: {d.text}" for d in self.diagnoses]
         rows = self.rows if self.shown is None else [self.rows[i] for i in self.shown]
         wc = max([len("case")] + [len(r["case"]) for r in rows])
         wq = max([len("quantity")] + [len(r["quantity"]) for r in rows])
@@ -128,9 +135,6 @@ class Report:
             mark = "ok" if r["passed"] else "WRONG"
             lines.append(f"{head} {r['max_abs']:9.2e} {r['max_rel']:9.2e} {r['rtol']:7.0e} {off:>9}  "
                          f"{where} {mark}")
-        if self.diagnoses:
-            lines.append("  what it looks like:")
-            lines += [f"    [{d.id}] {d.quantity}: {d.text}" for d in self.diagnoses]
         lines += [f"  note: {n}" for n in self.notes]
         if self.printed:
             lines.append("  your code printed:")
@@ -149,7 +153,8 @@ class Report:
         out = {"name": name or self.title, "passed": self.passed,
                "rows": [{k: num(v) for k, v in r.items()} for r in self.rows],
                "diagnoses": [{"id": d.id, "quantity": d.quantity, "text": d.text} for d in self.diagnoses],
-               "title": self.title, "seed": self.seed, "summary": list(self.summary), "notes": list(self.notes)}
+               "title": self.title, "seed": self.seed, "summary": list(self.summary), "notes": list(self.notes),
+               "conventions": dict(self.conventions)}
         return out
 
     # ------------------------------------------------------------------ files

@@ -44,6 +44,8 @@ class Problem(Exception):
 
 
 PARAM_QUANTITY = {"kernel": "kernel gradient", "bias": "bias gradient"}
+#: The layout a parameter gets when the user leaves it out (the canonical one).
+DEFAULT_PARAM_LAYOUT = {"conv-kernel": "out in kh kw", "dense-kernel": "in out", "bias": "out"}
 _KERNEL_KIND = {S.Conv2D: "conv-kernel", S.Dense: "dense-kernel"}
 
 
@@ -123,24 +125,34 @@ class Bound:
             raise CheckUsageError(f"{where}forward: {user.forward!r} is not callable; pass forward(x) -> y")
         if user.backward is not None and not callable(user.backward):
             raise CheckUsageError(f"{where}backward: {user.backward!r} is not callable; pass backward(dy) or None")
-        self.conv_in = self._activation("input_layout", user.input_layout, self.input_shape, image_shape=input_image)
+        # A layout left out follows the declared one in taking a batch or one sample at a time.
+        declared = user.input_layout if user.input_layout is not None else user.output_layout
+        batched = declared is None or "n" in layouts.parse_axes(declared)
+        self.conv_in = self._activation("input_layout", user.input_layout, self.input_shape, image_shape=input_image,
+                                        batched=batched)
         self.conv_out = self._activation("output_layout", user.output_layout, self.output_shape,
-                                         image_shape=self.input_shape if isinstance(layer, S.Flatten) else None)
+                                         image_shape=self.input_shape if isinstance(layer, S.Flatten) else None,
+                                         batched=batched)
         self.per_sample = self.conv_in.per_sample or self.conv_out.per_sample
         if self.conv_in.per_sample != self.conv_out.per_sample:
             raise CheckUsageError(
                 f"{where}input_layout {self.conv_in.layout.text!r} and output_layout {self.conv_out.layout.text!r}: "
                 "either both name the batch axis 'n' or neither does (one sample at a time)")
         self.param_shapes = references.spec_params(layer, self.input_shape)
+        #: Declarations left out (``"input_layout"``, ``"output_layout"``, ``"params['kernel']"``):
+        #: the defaults are used, and a failing check tries to infer them.
+        self.left_out = [w for w, v in (("input_layout", user.input_layout), ("output_layout", user.output_layout))
+                         if v is None]
         self.params = self._params(user.params or {})
         self.grads = self._grads(user.grads or {}, user.grads_from_update)
 
     # ------------------------------------------------------------------ declarations
-    def _activation(self, what, text, shape, image_shape=None):
+    def _activation(self, what, text, shape, image_shape=None, batched=True):
         if len(shape) == 3:
             kind, sizes, default = "image", dict(zip("chw", shape)), "n c h w"
         else:
             kind, sizes, default = "flat", {"f": shape[0]}, "n f"
+        default = default if batched else default[2:]
         try:
             return layouts.Converter(default if text is None else text, kind=kind, sizes=sizes,
                                      what=f"{self.where}{what}", image_shape=image_shape)
@@ -157,9 +169,11 @@ class Bound:
             if name not in self.param_shapes:
                 raise CheckUsageError(f"{self.where}params: {describe(self.spec)} has no parameter {name!r}; "
                                       f"allowed: {allowed}")
+            if callable(entry):
+                entry = (entry, None)
             if not (isinstance(entry, tuple) and len(entry) == 2 and callable(entry[0])):
                 raise CheckUsageError(f"{self.where}params[{name!r}]: expected (getter, layout) such as "
-                                      f"(lambda: layer.W, '(kh kw) out'), got {entry!r}")
+                                      f"(lambda: layer.W, '(kh kw) out'), or a getter alone, got {entry!r}")
             shape = self.param_shapes[name]
             if name == "bias":
                 kind, sizes = "bias", {"out": shape[0]}
@@ -167,8 +181,12 @@ class Bound:
                 kind, sizes = "conv-kernel", dict(zip(("out", "in", "kh", "kw"), shape))
             else:
                 kind, sizes = "dense-kernel", dict(zip(("in", "out"), shape))
+            text = entry[1]
+            if text is None:
+                self.left_out.append(f"params[{name!r}]")
+                text = DEFAULT_PARAM_LAYOUT[kind]
             try:
-                conv = layouts.Converter(entry[1], kind=kind, sizes=sizes, what=f"{self.where}params[{name!r}]",
+                conv = layouts.Converter(text, kind=kind, sizes=sizes, what=f"{self.where}params[{name!r}]",
                                          image_shape=self.input_image if kind == "dense-kernel" else None)
             except layouts.LayoutError as e:
                 raise CheckUsageError(str(e)) from None
@@ -214,6 +232,9 @@ class Bound:
             except TypeError as e:
                 raise CheckUsageError(f"{e}; expected an array of layout {conv.describe()}") from None
             if not conv.fits(raw):
+                if f"params[{name!r}]" in self.left_out:
+                    raise Problem("output", SHAPE, f"{what} returned shape {raw.shape}; with no layout given it "
+                                  f"must be {conv.describe()} (pass params={{{name!r}: (getter, layout)}})")
                 raise CheckUsageError(f"{what} returned shape {raw.shape}, which does not fit "
                                       f"{describe(self.spec)} on input {self.input_shape}: layout {conv.describe()}")
             if not np.issubdtype(raw.dtype, np.floating):

@@ -10,6 +10,7 @@ user code. Public names:
   :func:`diagnose_network` - the matching diagnoses, best first, ``[]`` when none fits;
 * :func:`where_error_lies` - one sentence on where the error is when nothing fits;
 * :func:`infer_layout` - the layouts under which a raw array equals the reference;
+  :func:`candidate_layouts` - the layout strings it tries;
 * :data:`IDS` - every id (documented in :mod:`experiments.diagnose.ids`).
 
 The matching rule (:mod:`.core`): a hypothesis matches when compare's floored relative
@@ -20,19 +21,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import activations, flatten, layers, pooling, reverse
+from . import activations, flatten, ids, layers, pooling, reverse
 from .context import LayerContext
 from .core import Diagnosis, match
 from .engine import QUANTITIES, layer_sizes
 from .ids import ALL as IDS
-from .layouts import infer_layout
+from .layouts import candidate_layouts, infer_layout
 from .losses import diagnose_loss
 from .networks import diagnose_network
 from .optimizers import diagnose_optimizer
 from .where import where_error_lies
 
-__all__ = ["Diagnosis", "IDS", "diagnose_layer", "diagnose_loss", "diagnose_network", "diagnose_optimizer",
-           "infer_layout", "where_error_lies"]
+__all__ = ["Diagnosis", "IDS", "candidate_layouts", "diagnose_layer", "diagnose_loss", "diagnose_network",
+           "diagnose_optimizer", "ids", "infer_layout", "where_error_lies"]
 
 #: Generic hypotheses first: a planted breakage that predicts the same numbers is dropped.
 _LIBRARY = layers.CANDIDATES + activations.CANDIDATES + pooling.CANDIDATES + flatten.CANDIDATES \

@@ -1,10 +1,12 @@
-"""Activation-derivative hypotheses: missing, at the wrong point, of the upstream gradient, extra.
+"""Activation-derivative hypotheses: at zero, missing, at the wrong point, of the upstream
+gradient, extra.
 
 ``f'(u)`` below is the derivative formula of the activation evaluated at ``u`` (softmax:
 its diagonal ``s(u)(1 - s(u))``). With ``z`` the pre-activation, ``y = f(z)`` the output
 and ``dy`` the upstream gradient, the correct pre-activation gradient is ``dy * f'(z)``
 (softmax: the full Jacobian-vector product). The variants:
 
+* at zero: relu's derivative taken as 1 where ``z == 0`` (``z >= 0`` for ``z > 0``);
 * missing: ``dy``;
 * at the output: ``dy * f'(y)``; or the output form of the formula (``y(1 - y)``,
   ``1 - y**2``) applied to ``z``;
@@ -60,6 +62,10 @@ def _pre_activation_grads(ctx, act, z, y):
                f"your backward receives the gradient with respect to the pre-activation - do not multiply by "
                f"the {name} derivative again", dy * derivative(act, z))
         return
+    if name in ("relu", "leaky_relu"):
+        yield (ids.ACT_AT_ZERO, f"the {name} derivative taken as 1 where the pre-activation is exactly 0",
+               f"{name}'(0) is 0 in PyTorch and TensorFlow (the gradient does not pass where z == 0) - "
+               "test z > 0, not z >= 0", dy * np.where(z == 0, 1.0, derivative(act, z)))
     yield (ids.ACT_MISSING, f"the {name} derivative left out",
            f"multiply the upstream gradient by the {name} derivative at the pre-activation before the "
            "layer's own backward", dy)

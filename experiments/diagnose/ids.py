@@ -17,6 +17,8 @@ kernel-transposed                   kernel rows and columns swapped (kh <-> kw)
 in-out-swapped                      kernel input and output axes swapped
 flatten-order                       features flattened in H, W, C (or another) order
                                     instead of C, H, W
+activation-derivative-at-zero       relu'(0) taken as 1 (``z >= 0``): the gradient passes
+                                    where the pre-activation is exactly 0
 activation-derivative-missing       the activation's derivative left out of backward
 activation-derivative-at-output     the derivative formula evaluated at the activation's
                                     output instead of its input
@@ -55,6 +57,8 @@ l2-on-biases                        L2 applied to biases too
 backward-uses-updated-weights       a layer backpropagates through weights already updated
 first-layer-not-updated             the first layer's parameters are never updated
 batch-scaled-twice                  gradients divided by the batch size twice
+convention                          not a mistake: a layout left out is not the default;
+                                    the text names the layout to declare (set by the caller)
 ==================================  =====================================================
 
 Planted breakages of :mod:`experiments.parity.breakages` run in reverse report the
@@ -72,6 +76,7 @@ KERNEL_FLIPPED = "kernel-flipped"
 KERNEL_TRANSPOSED = "kernel-transposed"
 IN_OUT_SWAPPED = "in-out-swapped"
 FLATTEN_ORDER = "flatten-order"
+ACT_AT_ZERO = "activation-derivative-at-zero"
 ACT_MISSING = "activation-derivative-missing"
 ACT_AT_OUTPUT = "activation-derivative-at-output"
 ACT_OF_UPSTREAM = "activation-derivative-of-upstream"
@@ -107,19 +112,20 @@ L2_ON_BIASES = "l2-on-biases"
 BACKWARD_USES_UPDATED_WEIGHTS = "backward-uses-updated-weights"
 FIRST_LAYER_NOT_UPDATED = "first-layer-not-updated"
 BATCH_SCALED_TWICE = "batch-scaled-twice"
+CONVENTION = "convention"
 
 #: Every id, in the order of the table above.
 ALL = (RAISED, SHAPE, DTYPE, NON_FINITE, EPSILON, SCALE, KERNEL_FLIPPED, KERNEL_TRANSPOSED, IN_OUT_SWAPPED,
-       FLATTEN_ORDER, ACT_MISSING, ACT_AT_OUTPUT, ACT_OF_UPSTREAM, ACT_EXTRA, SOFTMAX_DIAGONAL, ONE_CHANNEL,
-       ONE_FILTER, STRIDE_IGNORED, STRIDE_OFF_BY_ONE, PADDING_SIDE, AVGPOOL_COUNTS_PADDING, TIES_ALL,
-       BATCH_MISPAIRED, BIAS_NOT_SUMMED, OVERLAP_OVERWRITES, LOSS_DIVIDED_BY_CLASSES, LOSS_SUMMED,
-       LOSS_AVERAGED, LOSS_GRADIENT_OF_OUTPUTS, SOFTMAX_AXIS, EPS_OUTSIDE_SQRT, EPS_INSIDE_SQRT, BIAS_CORRECTION_MISSING,
-       STEP_COUNTER_FROZEN, MOMENTUM_SIGN, DAMPENING, NESTEROV_AS_CLASSICAL, ADAGRAD_INITIAL_ACCUMULATOR,
-       ACCUMULATOR_PER_ROW, L2_AFTER_STEP, L2_GRADIENT_HALF, L2_ON_BIASES, BACKWARD_USES_UPDATED_WEIGHTS,
-       FIRST_LAYER_NOT_UPDATED, BATCH_SCALED_TWICE)
+       FLATTEN_ORDER, ACT_AT_ZERO, ACT_MISSING, ACT_AT_OUTPUT, ACT_OF_UPSTREAM, ACT_EXTRA, SOFTMAX_DIAGONAL,
+       ONE_CHANNEL, ONE_FILTER, STRIDE_IGNORED, STRIDE_OFF_BY_ONE, PADDING_SIDE, AVGPOOL_COUNTS_PADDING,
+       TIES_ALL, BATCH_MISPAIRED, BIAS_NOT_SUMMED, OVERLAP_OVERWRITES, LOSS_DIVIDED_BY_CLASSES, LOSS_SUMMED,
+       LOSS_AVERAGED, LOSS_GRADIENT_OF_OUTPUTS, SOFTMAX_AXIS, EPS_OUTSIDE_SQRT, EPS_INSIDE_SQRT,
+       BIAS_CORRECTION_MISSING, STEP_COUNTER_FROZEN, MOMENTUM_SIGN, DAMPENING, NESTEROV_AS_CLASSICAL,
+       ADAGRAD_INITIAL_ACCUMULATOR, ACCUMULATOR_PER_ROW, L2_AFTER_STEP, L2_GRADIENT_HALF, L2_ON_BIASES,
+       BACKWARD_USES_UPDATED_WEIGHTS, FIRST_LAYER_NOT_UPDATED, BATCH_SCALED_TWICE, CONVENTION)
 
 #: Ids set by the caller from the user's raw output, never by this package.
-CALLER_IDS = (RAISED, SHAPE, DTYPE)
+CALLER_IDS = (RAISED, SHAPE, DTYPE, CONVENTION)
 
 #: Planted breakage name -> the id its reverse run reports.
 BREAKAGE_IDS = {

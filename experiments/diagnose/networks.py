@@ -8,8 +8,8 @@ objective (mean loss over the batch plus ``l2 * sum(W**2)`` over kernels).
 
 Hypotheses:
 
-* backward-uses-updated-weights: each layer updates its weights during backward and then
-  backpropagates through the updated ones;
+* backward-uses-updated-weights: each layer (or one layer alone) updates its weights
+  during backward and then backpropagates through the updated ones;
 * first-layer-not-updated: the first parametric layer keeps its weights (its gradient
   is never computed);
 * batch-scaled-twice: from some layer down, gradients are divided by N once more (the
@@ -33,14 +33,15 @@ _KEY = re.compile(r"layer (\d+) (output|input gradient|kernel gradient|bias grad
 
 
 def quantities(layers, input_shape, x, targets, loss, params, *, learning_rate=0.01, l2=0.0, mistake=None,
-               below=None) -> dict:
-    """Every network quantity of one training step, under ``mistake`` (None: the reference)."""
+               below=None, dy=None) -> dict:
+    """Every network quantity of one training step, under ``mistake`` (None: the reference).
+    ``dy``: an upstream gradient of the last layer's output in place of a loss (no ``loss``)."""
     model = scratch.build(layers, input_shape, dtype=np.float64)
     model.load_state_dict({k: np.asarray(v, dtype=np.float64) for k, v in params.items()})
-    lossf = SL.get(loss)
+    lossf = SL.get(loss) if dy is None else None
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
-    ops = model.ops[:-1] if lossf.fused_activation else model.ops
+    ops = model.ops[:-1] if lossf is not None and lossf.fused_activation else model.ops
     out, q = x, {}
     for k, op in enumerate(model.ops):
         out = op.forward(out, False)
@@ -48,9 +49,12 @@ def quantities(layers, input_shape, x, targets, loss, params, *, learning_rate=0
             q[f"layer {op.index} output"] = out
         if k + 1 == len(ops):
             a = out
-    value, g = lossf.value_and_grad(a, np.asarray(targets, dtype=np.float64))
-    l2_value = l2 * sum(float(np.sum(np.asarray(v) ** 2)) for k, v in params.items() if k.endswith("kernel"))
-    q["loss"] = np.asarray((value / n if mistake == "scaled" and below is None else value) + l2_value)
+    if dy is None:
+        value, g = lossf.value_and_grad(a, np.asarray(targets, dtype=np.float64))
+        l2_value = l2 * sum(float(np.sum(np.asarray(v) ** 2)) for k, v in params.items() if k.endswith("kernel"))
+        q["loss"] = np.asarray((value / n if mistake == "scaled" and below is None else value) + l2_value)
+    else:
+        g = np.asarray(dy, dtype=np.float64)
     first = min(int(k.split(".")[0]) for k in params) if params else None
     for k in range(len(ops) - 1, -1, -1):
         op = ops[k]
@@ -68,7 +72,7 @@ def quantities(layers, input_shape, x, targets, loss, params, *, learning_rate=0
                 total = np.zeros_like(total)
             q[f"layer {op.index} {name} gradient"] = total.copy()
             q[f"layer {op.index} {name} after step"] = w - learning_rate * total
-            if mistake == "updated":
+            if mistake == "updated" and (below is None or op.index == below):
                 w[...] = w - learning_rate * total
                 dx = op.backward(g, True)  # passed on through the updated weights (the grads do not change)
         if k == 0 or ops[k - 1].index != op.index:
@@ -89,13 +93,17 @@ HYPOTHESES = (
 )
 
 
-def diagnose_network(layers, *, input_shape, x, targets, loss, params, got, expected, rtol, learning_rate=0.01,
-                     l2=0.0) -> list:
+def diagnose_network(layers, *, input_shape, x, targets=None, loss=None, params, got, expected, rtol,
+                     learning_rate=0.01, l2=0.0, dy=None) -> list:
     """The network mistakes that reproduce every failing quantity in ``got`` (a dict), best first.
 
     ``params``: the canonical state dict before the step (``"i.kernel"``, ``"i.bias"``);
     ``got``/``expected``: quantity name -> canonical array (see the module docstring).
+    Either ``loss`` and ``targets``, or ``dy``: the upstream gradient of the last layer's
+    output (a network checked without its loss; no ``"loss"`` quantity then).
     """
+    if (dy is None) == (loss is None):
+        raise ValueError("diagnose_network: give either loss= and targets= or dy= (the upstream gradient)")
     for key in got:
         if key != "loss" and not _KEY.match(key):
             raise ValueError(f"quantity: unknown {key!r}; allowed: 'loss' and 'layer i <output|input gradient|"
@@ -104,16 +112,21 @@ def diagnose_network(layers, *, input_shape, x, targets, loss, params, got, expe
     if not failing:
         return []
     args = (layers, input_shape, x, targets, loss, params)
-    kw = dict(learning_rate=learning_rate, l2=l2)
+    kw = dict(learning_rate=learning_rate, l2=l2, dy=dy)
     tries = [(hid, dict(mistake=m), what, fix) for hid, m, what, fix in HYPOTHESES
              if l2 or m not in ("l2-half", "l2-biases")]
     n = int(np.asarray(x).shape[0])
+    updated = next(t for t in tries if t[0] == ids.BACKWARD_USES_UPDATED_WEIGHTS)
+    for i in sorted({int(k.split(".")[0]) for k in params}):  # one layer alone doing it
+        tries.append((updated[0], dict(mistake="updated", below=i), f"layer {i} backpropagating through its "
+                      "weights after their update", updated[3]))
     for i in sorted({int(k.split()[1]) for k in got if k != "loss"} | {len(layers) - 1}, reverse=True):
         tries.append((ids.BATCH_SCALED_TWICE, dict(mistake="scaled", below=i), f"layer {i} dividing by the batch "
                       f"size N = {n} once more", "the loss already averages over the batch - do not divide "
                       "by N again in a layer's backward"))
-    tries.append((ids.BATCH_SCALED_TWICE, dict(mistake="scaled", below=None), f"the loss divided by N = {n} twice",
-                  "divide the summed loss by the batch size once"))
+    if dy is None:
+        tries.append((ids.BATCH_SCALED_TWICE, dict(mistake="scaled", below=None),
+                      f"the loss divided by N = {n} twice", "divide the summed loss by the batch size once"))
     found = {}
     with np.errstate(all="ignore"):
         for hid, opts, what, fix in tries:
