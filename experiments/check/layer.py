@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from experiments.parity import tolerances
+from scratch import checks as scratch_checks
 
 from experiments.diagnose import Diagnosis, diagnose_layer, where_error_lies
 
@@ -40,9 +41,11 @@ def bound_rtol(rtol) -> float:
 
 
 def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise CheckUsageError(f"seed: {seed!r} is not a seed; expected an int >= 0")
-    return seed
+    """The seed of a check's inputs (:func:`scratch.checks.check_seed`), as a usage error."""
+    try:
+        return scratch_checks.check_seed(seed)
+    except ValueError as e:
+        raise CheckUsageError(str(e)) from None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Callable, Optional
 import numpy as np
 
 import scratch
+from experiments.errors import UsageError
 from scratch import spec as S
 
 from . import layouts, references
@@ -31,8 +32,9 @@ from .report import DTYPE, SHAPE
 from .user_code import Captured, UserCodeError, call, read
 
 
-class CheckUsageError(ValueError):
-    """A check declared wrongly (layout, parameter, shape...): one line naming the thing."""
+class CheckUsageError(UsageError):
+    """A check declared wrongly (layout, parameter, shape...): one line naming the thing
+    (the suite's usage error: ``xfw check`` prints it as one line and exits 2)."""
 
 
 class Problem(Exception):
