@@ -30,7 +30,7 @@ from experiments.parity.compare import compare
 
 from . import layouts
 from .user_code import Captured, UserCodeError, call, read
-from .user_layer import DEFAULT_PARAM_LAYOUT, Problem
+from .user_layer import DEFAULT_PARAM_LAYOUT
 
 #: Input layouts tried when ``input_layout`` is left out (one-channel images may also drop ``c``).
 IMAGE_INPUTS = ("n c h w", "n h w c", "c h w", "h w c")
