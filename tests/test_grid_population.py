@@ -30,9 +30,11 @@ def _table(run_dir, what):
     return df.sort_values(keys).reset_index(drop=True)
 
 
-def test_population_executor_gives_the_serial_rows_and_curves(tmp_path):
-    serial = tiny(tmp_path, run="serial", etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0))
-    pop = tiny(tmp_path, run="pop", etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0), executor="population")
+@pytest.mark.parametrize("framework", ["scratch", "torch"])
+def test_population_executor_gives_the_serial_rows_and_curves(tmp_path, framework):
+    grid = dict(etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0), frameworks=(framework,))
+    serial = tiny(tmp_path, run="serial", **grid)
+    pop = tiny(tmp_path, run="pop", executor="population", **grid)
     _run(serial)
     _run(pop)
     cells_a, cells_b = _table(serial.run_dir, "cells"), _table(pop.run_dir, "cells")
