@@ -10,12 +10,14 @@ returns one result per cell, in the row and curve format of
 :func:`experiments.grid.cells.run_cell`; the executor yields them as ``(task, result)``
 pairs, so the runner writes every cell as before.
 
-The populations are :class:`scratch.population.Population` (NumPy),
-:class:`torch_models.population.Population` (``torch.func``) and
-:class:`keras_models.population.Population`, all driven by
-:func:`scratch.population.run_population`. Cells that cannot train as one population
-(a network with dropout in torch or Keras) are trained one after the
-other inside the same unit of work, with :func:`~experiments.grid.cells.run_cell`.
+The populations are :class:`scratch.population.Population` (NumPy) and
+:class:`torch_models.population.Population` (``torch.func``), both driven by
+:func:`scratch.population.run_population`. Keras cells, and torch cells of a network
+with dropout, are trained one after the other inside the same unit of work, with
+:func:`~experiments.grid.cells.run_cell`: :class:`keras_models.population.Population`
+(Keras's own layers, the members unrolled in one compiled epoch) gives the same numbers
+but measured no faster than the cells one by one (TensorFlow's vectorizer has no batched
+convolution with per-member filters), and its graph of 49 members takes about 30 s to trace.
 
 An interrupt loses at most the unfinished epochs of the populations in flight: a
 population's cells are written when it finishes, and a rerun trains the cells that are
@@ -90,8 +92,8 @@ def population_tasks(tasks, budget: float = MEMORY_BUDGET) -> list:
 
 def vectorised(task: CellTask) -> bool:
     """Whether the cells of ``task``'s framework and seed train as one population: a
-    framework of :data:`POPULATION_FRAMEWORKS`, and for torch and Keras no dropout (their
-    serial trainers draw dropout masks from the framework's own RNG, cell by cell)."""
+    framework of :data:`POPULATION_FRAMEWORKS`, and for torch no dropout (the serial
+    trainer draws dropout masks from torch's own RNG, cell by cell)."""
     from scratch import architectures, spec
 
     if task.framework not in POPULATION_FRAMEWORKS:
@@ -142,10 +144,8 @@ def _build(ptask, data):
         k = population.output_shape[0]
         return (population, data.x_train, as_targets(data.y_train, k, population.dtype),
                 (data.x_test, as_targets(data.y_test, k, population.dtype)))
-    if first.framework == "torch":
-        from torch_models.population import Population
-    else:
-        from keras_models.population import Population
+    from torch_models.population import Population
+
     population = Population(layers, data.input_shape, etas, lmbdas, init=first.init, **common)
     x, y = population.tensors(data.x_train, data.y_train)
     return population, x, y, population.tensors(data.x_test, data.y_test, "validation x")
