@@ -96,3 +96,27 @@ def test_scheduler_needs_dask_or_population(tmp_path):
     with pytest.raises(UsageError, match="--scheduler: a scheduler address needs --executor dask or population"):
         tiny(tmp_path, executor="serial", scheduler="tcp://127.0.0.1:1").validate(load_data=False)
     assert GridConfig().executor == "population"
+
+
+def test_input_shape_asks_for_the_synthetic_lenet_grid(tmp_path):
+    config = tiny(tmp_path, arch="lenet", dataset="synthetic", input_shape="1,28,28", limit=60, batch_size=8)
+    assert config.input_shape == (1, 28, 28) and config.identity()["input_shape"] == [1, 28, 28]
+    assert config.validate(check_scheduler=False).input_shape == (1, 28, 28)
+    assert "input_shape" not in tiny(tmp_path).identity()  # runs without it keep their identity
+    assert {t.input_shape for t in cell_tasks(config)} == {(1, 28, 28)}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1,28", r"--input-shape: '1,28' is not a sample shape; expected C,H,W, three positive integers"),
+    ("1,0,28", r"--input-shape: '1,0,28' is not a sample shape"),
+    ("a,b,c", r"--input-shape: 'a,b,c' is not a sample shape"),
+])
+def test_bad_input_shapes_get_one_line(tmp_path, value, message):
+    with pytest.raises(UsageError, match=message):
+        tiny(tmp_path, dataset="synthetic", input_shape=value)
+
+
+def test_input_shape_is_for_the_synthetic_data_set_only(tmp_path):
+    with pytest.raises(UsageError, match="--input-shape: only the synthetic data set takes a sample shape; "
+                                         "--dataset is 'digits'"):
+        tiny(tmp_path, input_shape=(1, 28, 28)).validate(load_data=False)

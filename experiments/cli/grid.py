@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--dataset", help=f"data set: {', '.join(datasets.DATASETS)} (default digits; mnist needs --data)")
     p.add_argument("--data", metavar="PATH", help="mnist.npz (Keras layout) or a folder of the four MNIST IDX files")
     p.add_argument("--limit", type=positive_int, help="keep only the first LIMIT samples")
+    p.add_argument("--input-shape", metavar="C,H,W",
+                   help="sample shape of the synthetic data set (default 1,8,8; 1,28,28 for lenet)")
     p.add_argument("--frameworks", nargs="+", metavar="NAME",
                    help=f"any of {', '.join(FRAMEWORKS)} (default all three)")
     p.add_argument("--eta", nargs="+", metavar="ETA", help=f"learning rates > 0 (default {grid_default})")
@@ -87,6 +89,7 @@ def config_from_args(args) -> GridConfig:
     frameworks = split_list(args.frameworks)
     overrides = {
         "arch": args.arch, "dataset": args.dataset, "data": args.data, "limit": args.limit,
+        "input_shape": args.input_shape,
         "frameworks": None if frameworks is None else tuple(frameworks),
         "etas": _numbers("--eta", split_list(args.eta), float),
         "lmbdas": _numbers("--lmbda", split_list(args.lmbda), float),
