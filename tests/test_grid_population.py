@@ -80,6 +80,8 @@ def test_populations_are_one_per_framework_and_seed_and_chunked_by_memory(tmp_pa
     groups = population_tasks(tasks)
     assert sorted((g.framework, g.seed, len(g.cells)) for g in groups) == [
         ("scratch", 0, 4), ("scratch", 1, 4), ("torch", 0, 4), ("torch", 1, 4)]
+    with_keras = population_tasks(cell_tasks(tiny(tmp_path, frameworks=("keras", "scratch"))))
+    assert [(g.framework, len(g.cells)) for g in with_keras] == [("scratch", 4)] + [("keras", 1)] * 4
     chunked = population_tasks(tasks, budget=1)  # nothing fits: one member per chunk
     assert sorted(len(g.cells) for g in chunked if g.framework == "scratch") == [1] * 8
     assert sum(len(g.cells) for g in chunked) == len(tasks)

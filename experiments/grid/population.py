@@ -73,21 +73,27 @@ def member_bytes(task: CellTask, input_shape) -> int:
 
 def population_tasks(tasks, budget: float = MEMORY_BUDGET) -> list:
     """The cells of ``tasks`` grouped by framework and seed, in their first cell's order;
-    populations larger than ``budget`` bytes of activations are cut into equal chunks."""
+    populations larger than ``budget`` bytes of activations are cut into equal chunks.
+
+    Cells that do not train as one population (:func:`vectorised`) become units of one
+    cell each, after all the populations: the workers take the long populations first
+    and fill the tail with single cells, instead of one worker training all of a
+    framework's cells in a row while another waits."""
     from .cells import dataset_of
 
     groups: dict = {}
     for t in tasks:
         groups.setdefault((t.framework, t.seed), []).append(t)
-    out = []
-    for (framework, _), cells in groups.items():
-        size = len(cells)
-        if vectorised(cells[0]):
-            per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
-            chunks = max(1, math.ceil(size * per / budget))
-            size = math.ceil(len(cells) / chunks)
-        out.extend(PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size))
-    return out
+    populations, singles = [], []
+    for cells in groups.values():
+        if not vectorised(cells[0]):
+            singles.extend(PopulationTask((t,)) for t in cells)
+            continue
+        per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
+        chunks = max(1, math.ceil(len(cells) * per / budget))
+        size = math.ceil(len(cells) / chunks)
+        populations.extend(PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size))
+    return populations + singles
 
 
 def vectorised(task: CellTask) -> bool:
