@@ -69,6 +69,23 @@ def dtype(value, option: str = "--dtype") -> str:
     return choice(option, value, DTYPES, "dtype")
 
 
+def input_shape(value, option: str = "--input-shape") -> tuple:
+    """A (C, H, W) sample shape of three positive ints, from a tuple or list or the text
+    ``"C,H,W"`` (also ``CxHxW``)."""
+    text = value
+    if isinstance(value, str):
+        value = [v for v in value.replace("x", ",").split(",") if v.strip()]
+    try:
+        shape = tuple(int(v) for v in value)
+        ok = len(shape) == 3 and all(v > 0 for v in shape) and not any(isinstance(v, (bool, float)) for v in value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{option}: {text!r} is not a sample shape; expected C,H,W, three positive integers "
+                         "(e.g. 1,28,28)")
+    return shape
+
+
 def frameworks(values, option: str = "--frameworks", allowed=None) -> tuple:
     """Framework names (``allowed`` defaults to every framework)."""
     allowed = FRAMEWORKS if allowed is None else allowed

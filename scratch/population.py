@@ -39,7 +39,7 @@ from .layers import log_softmax, sigmoid, softmax
 from .population_layers import stages
 from .model import Sequential
 
-__all__ = ["Population", "member_loss", "run_population"]
+__all__ = ["Population", "correct_counts", "member_loss", "member_values", "run_population"]
 
 
 # --------------------------------------------------------------------------- losses
@@ -96,8 +96,8 @@ class Population:
 
     def __init__(self, layers, input_shape, etas, lmbdas, *, loss="categorical_crossentropy", optimizer="sgd",
                  flavor="keras", dtype=np.float64, seed: int = 0, state: dict | None = None, **optimizer_kwargs):
-        self.etas = _vector("etas", etas, strict=True)
-        self.lmbdas = _vector("lmbdas", lmbdas, strict=False)
+        self.etas = member_values("etas", etas, strict=True)
+        self.lmbdas = member_values("lmbdas", lmbdas, strict=False)
         if self.etas.shape != self.lmbdas.shape:
             raise ValueError(f"lmbdas: {self.lmbdas.size} values for {self.etas.size} etas; give one per member")
         # The one-member model validates the spec, shapes, dtype, seed and the loss against the
@@ -205,11 +205,11 @@ class Population:
                 value, _ = member_loss(self.loss, a, y[i:i + step])
                 total += value.astype(np.float64) * a.shape[1]
                 outputs = a if self._final is None else self.loss.outputs(a.reshape((-1,) + a.shape[2:]))
-                correct += _correct(outputs.reshape(a.shape), y[i:i + step])
+                correct += correct_counts(outputs.reshape(a.shape), y[i:i + step])
         return {"loss": total / n, "accuracy": correct / n}
 
 
-def _correct(outputs, y) -> np.ndarray:
+def correct_counts(outputs, y) -> np.ndarray:
     """Correct predictions per member, as :func:`scratch.data.accuracy` counts them:
     outputs (P, N, K) (after the final activation), targets (N, K)."""
     if outputs.shape[2] == 1:
@@ -222,7 +222,9 @@ def _along(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     return v.reshape((-1,) + (1,) * (w.ndim - 1))
 
 
-def _vector(name, values, *, strict) -> np.ndarray:
+def member_values(name, values, *, strict) -> np.ndarray:
+    """``values`` as a (P,) float64 array, one per member, finite and > 0 (``strict``) or
+    >= 0; otherwise a ValueError naming ``name``."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 1 or v.size == 0:
         raise ValueError(f"{name}: expected a non-empty list of numbers, one per member, got shape {v.shape}")

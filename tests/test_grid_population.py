@@ -30,9 +30,11 @@ def _table(run_dir, what):
     return df.sort_values(keys).reset_index(drop=True)
 
 
-def test_population_executor_gives_the_serial_rows_and_curves(tmp_path):
-    serial = tiny(tmp_path, run="serial", etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0))
-    pop = tiny(tmp_path, run="pop", etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0), executor="population")
+@pytest.mark.parametrize("framework", ["scratch", "torch"])
+def test_population_executor_gives_the_serial_rows_and_curves(tmp_path, framework):
+    grid = dict(etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0), frameworks=(framework,))
+    serial = tiny(tmp_path, run="serial", **grid)
+    pop = tiny(tmp_path, run="pop", executor="population", **grid)
     _run(serial)
     _run(pop)
     cells_a, cells_b = _table(serial.run_dir, "cells"), _table(pop.run_dir, "cells")
@@ -78,6 +80,8 @@ def test_populations_are_one_per_framework_and_seed_and_chunked_by_memory(tmp_pa
     groups = population_tasks(tasks)
     assert sorted((g.framework, g.seed, len(g.cells)) for g in groups) == [
         ("scratch", 0, 4), ("scratch", 1, 4), ("torch", 0, 4), ("torch", 1, 4)]
+    with_keras = population_tasks(cell_tasks(tiny(tmp_path, frameworks=("keras", "scratch"))))
+    assert [(g.framework, len(g.cells)) for g in with_keras] == [("scratch", 4)] + [("keras", 1)] * 4
     chunked = population_tasks(tasks, budget=1)  # nothing fits: one member per chunk
     assert sorted(len(g.cells) for g in chunked if g.framework == "scratch") == [1] * 8
     assert sum(len(g.cells) for g in chunked) == len(tasks)
@@ -94,3 +98,27 @@ def test_scheduler_needs_dask_or_population(tmp_path):
     with pytest.raises(UsageError, match="--scheduler: a scheduler address needs --executor dask or population"):
         tiny(tmp_path, executor="serial", scheduler="tcp://127.0.0.1:1").validate(load_data=False)
     assert GridConfig().executor == "population"
+
+
+def test_input_shape_asks_for_the_synthetic_lenet_grid(tmp_path):
+    config = tiny(tmp_path, arch="lenet", dataset="synthetic", input_shape="1,28,28", limit=60, batch_size=8)
+    assert config.input_shape == (1, 28, 28) and config.identity()["input_shape"] == [1, 28, 28]
+    assert config.validate(check_scheduler=False).input_shape == (1, 28, 28)
+    assert "input_shape" not in tiny(tmp_path).identity()  # runs without it keep their identity
+    assert {t.input_shape for t in cell_tasks(config)} == {(1, 28, 28)}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1,28", r"--input-shape: '1,28' is not a sample shape; expected C,H,W, three positive integers"),
+    ("1,0,28", r"--input-shape: '1,0,28' is not a sample shape"),
+    ("a,b,c", r"--input-shape: 'a,b,c' is not a sample shape"),
+])
+def test_bad_input_shapes_get_one_line(tmp_path, value, message):
+    with pytest.raises(UsageError, match=message):
+        tiny(tmp_path, dataset="synthetic", input_shape=value)
+
+
+def test_input_shape_is_for_the_synthetic_data_set_only(tmp_path):
+    with pytest.raises(UsageError, match="--input-shape: only the synthetic data set takes a sample shape; "
+                                         "--dataset is 'digits'"):
+        tiny(tmp_path, input_shape=(1, 28, 28)).validate(load_data=False)

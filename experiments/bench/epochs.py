@@ -153,4 +153,8 @@ def main(args) -> int:
         from .grid import bench_grid
 
         bench_grid()
+    if getattr(args, "lenet", False):
+        from .grid import bench_lenet_grid
+
+        bench_lenet_grid()
     return 0

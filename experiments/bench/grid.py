@@ -3,7 +3,9 @@
 ``xfw bench --grid`` runs :func:`bench_grid`: the grid of every installed framework on
 one executor, then, in a fresh process with Keras's default threading,
 :func:`course_keras_baseline` (what the course does: a new ``keras.Sequential``,
-``compile`` and ``model.fit`` per cell), and prints both times and their ratio.
+``compile`` and ``model.fit`` per cell), and prints both times and their ratio. ``xfw bench --lenet`` runs :func:`bench_lenet_grid`:
+the lenet grid on 28x28 synthetic data, population against process executor, with
+the peak memory.
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ def _children_peak_bytes() -> int:
 
 def bench_grid(*, epochs=100, etas=DEFAULT_GRID, lmbdas=DEFAULT_GRID, frameworks=FRAMEWORKS,
                executors=("population", "process"), workers=None, dtype="float32", train_eval="every",
-               baseline=True, out=None, progress=True) -> dict:
+               baseline=True, out=None, progress=True, data=None) -> dict:
     """Time the grid of ``frameworks`` on each of ``executors`` (defaults: the full default
     grid, 49 cells x 3 frameworks x 100 epochs on digits, with the population executor and
     the process executor), then Keras alone the course's way (:func:`course_keras_baseline`,
@@ -99,8 +101,13 @@ def bench_grid(*, epochs=100, etas=DEFAULT_GRID, lmbdas=DEFAULT_GRID, frameworks
 
     The peak is ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the largest worker of the runs
     so far, so each run's figure is measured right after it (population first). The grid
-    runs go to a temporary folder (``out`` keeps them). Returns the times and the ratios.
+    runs go to a temporary folder (``out`` keeps them). ``data``: GridConfig fields that
+    choose another network and data set (:func:`bench_lenet_grid`). Returns the times and
+    the ratios.
     """
+    data = dict(data or {})
+    what = (f"{data['arch']} on {data['dataset']} {'x'.join(map(str, data['input_shape'][1:]))}"
+            f" ({data['limit']} samples)") if data else "digits"
     import tempfile
 
     frameworks = available(frameworks)
@@ -110,10 +117,10 @@ def bench_grid(*, epochs=100, etas=DEFAULT_GRID, lmbdas=DEFAULT_GRID, frameworks
         for executor in executors:
             config = GridConfig(frameworks=frameworks, etas=tuple(etas), lmbdas=tuple(lmbdas), epochs=epochs,
                                 executor=executor, workers=workers, dtype=dtype, train_eval=train_eval,
-                                out=out or tmp, run=f"bench-grid-{executor}")
+                                out=out or tmp, run=f"bench-grid-{executor}", **data)
             n = config.n_cells()
             print(f"\ngrid: {len(config.etas)} eta x {len(config.lmbdas)} lambda x {len(frameworks)} frameworks "
-                  f"({', '.join(frameworks)}) = {n} cells x {epochs} epochs on digits, {dtype}, "
+                  f"({', '.join(frameworks)}) = {n} cells x {epochs} epochs on {what}, {dtype}, "
                   f"executor {executor} ({1 if executor == 'serial' else config.n_workers} workers), "
                   "train evaluation " + ("every epoch" if train_eval == "every" else "after the last epoch")
                   + (f"; not installed: {', '.join(skipped)}" if skipped else ""), flush=True)
@@ -122,7 +129,7 @@ def bench_grid(*, epochs=100, etas=DEFAULT_GRID, lmbdas=DEFAULT_GRID, frameworks
             print(f"grid ({executor}): {wall:.1f} s for {n} cells ({summary.ok} ok, {summary.diverged} diverged, "
                   f"{summary.failed} failed); seconds inside the cells: "
                   + ", ".join(f"{fw} {s:.0f}" for fw, s in per_fw.items())
-                  + f"; peak worker memory {peak / 2**30:.2f} GiB", flush=True)
+                  + f"; peak worker memory so far {peak / 2**30:.2f} GiB", flush=True)
             result["runs"][executor] = {"seconds": wall, "cells": n, "summary": summary, "peak_bytes": peak,
                                         "cell_seconds": {fw: float(s) for fw, s in per_fw.items()}}
     runs = result["runs"]
@@ -143,3 +150,15 @@ def bench_grid(*, epochs=100, etas=DEFAULT_GRID, lmbdas=DEFAULT_GRID, frameworks
     elif baseline:
         print("course's way: skipped (keras is not installed)")
     return result
+
+
+#: The lenet benchmark grid: 28x28 synthetic samples, fewer epochs than the digits grid.
+LENET_GRID = {"arch": "lenet", "dataset": "synthetic", "input_shape": (1, 28, 28), "limit": 1000}
+LENET_EPOCHS = 10
+
+
+def bench_lenet_grid(*, epochs=LENET_EPOCHS, progress=True, **kwargs) -> dict:
+    """The lenet grid (49 cells x every installed framework, :data:`LENET_GRID`) with the
+    population and the process executors: their times, ratio and peak worker memory
+    (the population is cut into chunks that fit :data:`experiments.grid.population.MEMORY_BUDGET`)."""
+    return bench_grid(epochs=epochs, baseline=False, progress=progress, data=LENET_GRID, **kwargs)

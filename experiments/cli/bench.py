@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--no-loop", action="store_true", help="skip the nested-loop baseline")
     p.add_argument("--no-28", action="store_true", help="skip the 28x28 synthetic table")
     p.add_argument("--grid", action="store_true", help="time the full default grid against the course's way")
+    p.add_argument("--lenet", action="store_true",
+                   help="time the lenet grid on 28x28 synthetic data, population against process executor")
     p.set_defaults(func=cmd_bench)
 
 

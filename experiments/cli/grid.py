@@ -39,6 +39,8 @@ def register(sub) -> None:
                    help="mnist.npz, a folder of the four MNIST IDX files (or a torchvision MNIST root), "
                         "IMAGES,LABELS IDX files, or CSV (one file, TRAIN.csv,TEST.csv, or a folder)")
     p.add_argument("--limit", type=positive_int, help="keep only the first LIMIT samples")
+    p.add_argument("--input-shape", metavar="C,H,W",
+                   help="sample shape of the synthetic data set (default 1,8,8; 1,28,28 for lenet)")
     p.add_argument("--frameworks", nargs="+", metavar="NAME",
                    help=f"any of {', '.join(FRAMEWORKS)} (default all three)")
     p.add_argument("--eta", nargs="+", metavar="ETA", help=f"learning rates > 0 (default {grid_default})")
@@ -90,6 +92,7 @@ def config_from_args(args) -> GridConfig:
     frameworks = split_list(args.frameworks)
     overrides = {
         "arch": args.arch, "dataset": args.dataset, "data": args.data, "limit": args.limit,
+        "input_shape": args.input_shape,
         "frameworks": None if frameworks is None else tuple(frameworks),
         "etas": _numbers("--eta", split_list(args.eta), float),
         "lmbdas": _numbers("--lmbda", split_list(args.lmbda), float),

@@ -129,14 +129,15 @@ def synthetic(*, n=200, input_shape=(1, 8, 8), num_classes=10, dtype=np.float64,
 # --------------------------------------------------------------------------- dispatch
 
 
-def load(name: str, *, path=None, dtype=np.float64, seed=0, test_size=0.2, limit=None) -> Dataset:
+def load(name: str, *, path=None, dtype=np.float64, seed=0, test_size=0.2, limit=None, input_shape=None) -> Dataset:
     """The dataset ``name`` (one of :data:`DATASETS`); see the loaders for the details.
 
     * ``digits``: ``digits(dtype=, seed=, test_size=, limit=)``;
     * ``mnist``: ``mnist(path, dtype=, seed=, limit=)``; ``path`` is required, and
       ``test_size`` is not used (the files carry their own split);
     * ``synthetic``: ``synthetic(dtype=, seed=, test_size=)``, with ``n=limit`` when a
-      ``limit`` is given (200 samples otherwise).
+      ``limit`` is given (200 samples otherwise), and ``input_shape`` (C, H, W) when given
+      ((1, 8, 8) otherwise).
 
     ``path`` is only for ``mnist``; passing it with another dataset is an error.
     """
@@ -144,6 +145,8 @@ def load(name: str, *, path=None, dtype=np.float64, seed=0, test_size=0.2, limit
         raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
     if name != "mnist" and path is not None:
         raise ValueError(f"path: only the mnist dataset reads files; {name!r} takes no path (got path={path!r})")
+    if name != "synthetic" and input_shape is not None:
+        raise ValueError(f"input_shape: only the synthetic dataset takes a sample shape; {name!r} has its own")
     if name == "digits":
         return digits(dtype=dtype, seed=seed, test_size=test_size, limit=limit)
     if name == "mnist":
@@ -155,4 +158,5 @@ def load(name: str, *, path=None, dtype=np.float64, seed=0, test_size=0.2, limit
         check_test_size(test_size)
         return mnist(path, dtype=dtype, seed=seed, limit=limit)
     limit = check_limit(limit)
-    return synthetic(n=200 if limit is None else limit, dtype=dtype, seed=seed, test_size=test_size)
+    shape = {} if input_shape is None else {"input_shape": tuple(input_shape)}
+    return synthetic(n=200 if limit is None else limit, dtype=dtype, seed=seed, test_size=test_size, **shape)

@@ -37,6 +37,7 @@ class CellTask:
     init: str
     loss: str
     train_eval: str = "every"
+    input_shape: tuple | None = None  # the synthetic data set's sample shape
 
     @property
     def key(self) -> tuple:
@@ -55,7 +56,7 @@ def cell_tasks(config: GridConfig) -> list:
     common = dict(arch=config.arch, dataset=config.dataset, data=data, limit=config.limit,
                   dtype=config.dtype, epochs=config.epochs, batch_size=config.batch_size,
                   optimizer=config.optimizer, flavor=config.flavor, init=config.init, loss=config.loss,
-                  train_eval=config.train_eval)
+                  train_eval=config.train_eval, input_shape=config.input_shape)
     return [CellTask(framework=fw, eta=eta, lmbda=lmbda, seed=seed, **common)
             for seed in config.seeds
             for eta in sorted(config.etas)
@@ -70,7 +71,7 @@ _DATA_CACHE: dict = {}
 
 def dataset_of(task: CellTask):
     """The task's data set, loaded once per process (a few kept)."""
-    key = (task.dataset, task.data, task.limit, task.dtype)
+    key = (task.dataset, task.data, task.limit, task.dtype, task.input_shape)
     if key not in _DATA_CACHE:
         if len(_DATA_CACHE) >= 4:
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))

@@ -81,6 +81,7 @@ class GridConfig:
     flavor: str = "keras"              # whose optimizer rule the scratch engine follows
     init: str = "scratch"              # initial weights: "scratch" (shared) or "native"
     loss: str = "categorical_crossentropy"
+    input_shape: tuple | None = None   # (C, H, W) of the synthetic data set; None: (1, 8, 8)
     # "every": train loss and accuracy on the whole training set after every epoch (full
     # curves); "last": only after the last epoch (curves keep the running training loss
     # and the test metrics every epoch; about 30% faster). Final numbers are the same.
@@ -96,6 +97,8 @@ class GridConfig:
         for name, kind in (("frameworks", str), ("etas", float), ("lmbdas", float), ("seeds", int)):
             value = getattr(self, name)
             object.__setattr__(self, name, _as_tuple(name, value, kind))
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", options.input_shape(self.input_shape, option("input_shape")))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -172,6 +175,8 @@ class GridConfig:
         ``data_sha256`` (:meth:`experiments.datasets.Dataset.fingerprint`) when given."""
         d = self.to_dict()
         out = {k: sorted(d[k]) if isinstance(d[k], list) else d[k] for k in IDENTITY_FIELDS}
+        if self.input_shape is not None:  # only when set, so runs made before the field keep their hash
+            out["input_shape"] = d["input_shape"]
         if data_sha256 is not None:
             out["data_sha256"] = data_sha256
         return out
@@ -234,6 +239,8 @@ class GridConfig:
             _check_positive_int("workers", self.workers)
         if self.dataset == "mnist" and not self.data:
             raise bad("data", "the mnist data set needs --data PATH (mnist.npz or a folder of IDX files)")
+        if self.input_shape is not None and self.dataset != "synthetic":
+            raise bad("input_shape", f"only the synthetic data set takes a sample shape; --dataset is {self.dataset!r}")
         if self.dataset != "mnist" and self.data:
             raise bad("data", f"only the mnist data set reads a file; --dataset is {self.dataset!r}")
         if os.path.exists(self.out) and not os.path.isdir(self.out):
@@ -271,7 +278,8 @@ def load_dataset(config: GridConfig):
     """The config's data set (the split seed is always 0: ``seeds`` vary the model, not the data)."""
     from .. import datasets
 
-    return datasets.load(config.dataset, path=config.data, dtype=config.dtype, seed=0, limit=config.limit)
+    return datasets.load(config.dataset, path=config.data, dtype=config.dtype, seed=0, limit=config.limit,
+                         input_shape=config.input_shape)
 
 
 def check_scheduler_reachable(address: str, timeout: str = "3s") -> None:

@@ -5,14 +5,19 @@ order; only eta and lambda differ. :func:`population_tasks` groups the cells sti
 into :class:`PopulationTask` s (one per framework and seed, cut into chunks of members
 when the activations of a whole population would not fit in :data:`MEMORY_BUDGET`), and
 :class:`PopulationExecutor` sends those to worker processes (or to Dask), so a population,
-not a cell, is the unit of work. Each worker trains its population at once
-(:class:`scratch.population.Population`, :func:`scratch.population.run_population`) and
+not a cell, is the unit of work. Each worker trains its population at once and
 returns one result per cell, in the row and curve format of
 :func:`experiments.grid.cells.run_cell`; the executor yields them as ``(task, result)``
 pairs, so the runner writes every cell as before.
 
-Frameworks without a population trainer here (Keras, PyTorch) have their cells trained
-one after the other inside the same unit of work, with :func:`~experiments.grid.cells.run_cell`.
+The populations are :class:`scratch.population.Population` (NumPy) and
+:class:`torch_models.population.Population` (``torch.func``), both driven by
+:func:`scratch.population.run_population`. Keras cells, and torch cells of a network
+with dropout, are trained one after the other inside the same unit of work, with
+:func:`~experiments.grid.cells.run_cell`: :class:`keras_models.population.Population`
+(Keras's own layers, the members unrolled in one compiled epoch) gives the same numbers
+but measured no faster than the cells one by one (TensorFlow's vectorizer has no batched
+convolution with per-member filters), and its graph of 49 members takes about 30 s to trace.
 
 An interrupt loses at most the unfinished epochs of the populations in flight: a
 population's cells are written when it finishes, and a rerun trains the cells that are
@@ -29,7 +34,7 @@ from .cells import CellTask, cell_result, curve_row, one_line, run_cell
 #: Bytes of activations one population may hold at once; larger ones are cut into chunks.
 MEMORY_BUDGET = 1.5e9
 #: Frameworks trained as populations; the others run cell by cell inside their unit of work.
-POPULATION_FRAMEWORKS = ("scratch",)
+POPULATION_FRAMEWORKS = ("scratch", "torch")
 _EVAL_BATCH = 1000  # the evaluation chunk of every trainer (scratch.model.run_epochs)
 
 
@@ -68,21 +73,41 @@ def member_bytes(task: CellTask, input_shape) -> int:
 
 def population_tasks(tasks, budget: float = MEMORY_BUDGET) -> list:
     """The cells of ``tasks`` grouped by framework and seed, in their first cell's order;
-    populations larger than ``budget`` bytes of activations are cut into equal chunks."""
+    populations larger than ``budget`` bytes of activations are cut into equal chunks.
+
+    Cells that do not train as one population (:func:`vectorised`) become units of one
+    cell each, after all the populations: the workers take the long populations first
+    and fill the tail with single cells, instead of one worker training all of a
+    framework's cells in a row while another waits."""
     from .cells import dataset_of
 
     groups: dict = {}
     for t in tasks:
         groups.setdefault((t.framework, t.seed), []).append(t)
-    out = []
-    for (framework, _), cells in groups.items():
-        size = len(cells)
-        if framework in POPULATION_FRAMEWORKS:
-            per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
-            chunks = max(1, math.ceil(size * per / budget))
-            size = math.ceil(len(cells) / chunks)
-        out.extend(PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size))
-    return out
+    populations, singles = [], []
+    for cells in groups.values():
+        if not vectorised(cells[0]):
+            singles.extend(PopulationTask((t,)) for t in cells)
+            continue
+        per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
+        chunks = max(1, math.ceil(len(cells) * per / budget))
+        size = math.ceil(len(cells) / chunks)
+        populations.extend(PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size))
+    return populations + singles
+
+
+def vectorised(task: CellTask) -> bool:
+    """Whether the cells of ``task``'s framework and seed train as one population: a
+    framework of :data:`POPULATION_FRAMEWORKS`, and for torch no dropout (the serial
+    trainer draws dropout masks from torch's own RNG, cell by cell)."""
+    from scratch import architectures, spec
+
+    if task.framework not in POPULATION_FRAMEWORKS:
+        return False
+    if task.framework == "scratch":
+        return True
+    layers = architectures.get(task.arch)
+    return not any(isinstance(l, spec.Dropout) and l.rate > 0 for l in layers)
 
 
 def run_population_task(ptask: PopulationTask) -> list:
@@ -90,13 +115,17 @@ def run_population_task(ptask: PopulationTask) -> list:
 
     A problem of the population itself becomes status ``failed`` for each of its cells.
     """
-    if ptask.framework not in POPULATION_FRAMEWORKS:
-        return [(t, run_cell(t)) for t in ptask.cells]
-    start = time.perf_counter()
     cells = ptask.cells
+    try:
+        whole = vectorised(cells[0])
+    except Exception:  # noqa: BLE001  e.g. an unknown architecture: run_cell reports it per cell
+        whole = False
+    if not whole:
+        return [(t, run_cell(t)) for t in cells]
+    start = time.perf_counter()
     curves = [[] for _ in cells]
     try:
-        _train_scratch(ptask, curves)
+        _train(ptask, curves)
     except Exception as e:  # noqa: BLE001  the population fails, the run goes on
         error = one_line(f"{type(e).__name__}: {e}")
         seconds = (time.perf_counter() - start) / len(cells)
@@ -105,30 +134,45 @@ def run_population_task(ptask: PopulationTask) -> list:
     return [(t, cell_result(t, c, "ok", None, seconds)) for t, c in zip(cells, curves)]
 
 
-def _train_scratch(ptask, curves):
-    """Train the population of ``ptask``, appending each member's curve rows to ``curves``."""
+def _build(ptask, data):
+    """(population, x, y, validation) in the framework's own layout, the data checked."""
     from scratch import architectures
     from scratch.data import as_targets
-    from scratch.population import Population, run_population
+
+    first = ptask.cells[0]
+    layers = architectures.get(first.arch)
+    etas, lmbdas = [t.eta for t in ptask.cells], [t.lmbda for t in ptask.cells]
+    common = dict(loss=first.loss, optimizer=first.optimizer, dtype=first.dtype, seed=int(first.seed))
+    if first.framework == "scratch":
+        from scratch.population import Population
+
+        population = Population(layers, data.input_shape, etas, lmbdas, flavor=first.flavor, **common)
+        k = population.output_shape[0]
+        return (population, data.x_train, as_targets(data.y_train, k, population.dtype),
+                (data.x_test, as_targets(data.y_test, k, population.dtype)))
+    from torch_models.population import Population
+
+    population = Population(layers, data.input_shape, etas, lmbdas, init=first.init, **common)
+    x, y = population.tensors(data.x_train, data.y_train)
+    return population, x, y, population.tensors(data.x_test, data.y_test, "validation x")
+
+
+def _train(ptask, curves):
+    """Train the population of ``ptask``, appending each member's curve rows to ``curves``."""
+    from scratch.population import run_population
 
     from .cells import dataset_of
 
     first = ptask.cells[0]
-    data = dataset_of(first)
-    population = Population(architectures.get(first.arch), data.input_shape, [t.eta for t in ptask.cells],
-                            [t.lmbda for t in ptask.cells], loss=first.loss, optimizer=first.optimizer,
-                            flavor=first.flavor, dtype=first.dtype, seed=int(first.seed))
-    k = population.output_shape[0]
-    y = as_targets(data.y_train, k, population.dtype)
-    val = (data.x_test, as_targets(data.y_test, k, population.dtype))
+    population, x, y, val = _build(ptask, dataset_of(first))
     every = first.train_eval == "every"
-    histories = run_population(population, data.x_train, y, epochs=first.epochs, batch_size=first.batch_size,
+    histories = run_population(population, x, y, epochs=first.epochs, batch_size=first.batch_size,
                                seed=int(first.seed), validation=val, evaluate_train=every,
                                on_epoch_end=lambda i, row: curves[i].append(curve_row(ptask.cells[i], row)))
     if not every:  # the last epoch's train metrics of the members still training, as "every" gives them
         live = [i for i, h in enumerate(histories) if h and not h[-1]["diverged"]]
         if live:
-            final = population.evaluate_batches(data.x_train, y, _EVAL_BATCH)
+            final = population.evaluate_batches(x, y, _EVAL_BATCH)
             for j, i in enumerate(live):
                 curves[i][-1]["train_loss"] = float(final["loss"][j])
                 curves[i][-1]["train_accuracy"] = float(final["accuracy"][j])

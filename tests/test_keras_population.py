@@ -1,0 +1,102 @@
+"""The Keras population: every member follows its own serial Keras Trainer step for step
+(the members are Keras's own layers and optimizers), and a member that diverges is frozen
+without touching the others."""
+import numpy as np
+import pytest
+import torch  # noqa: F401  torch before TensorFlow in one process
+
+from experiments import datasets
+from keras_models import Trainer, to_scratch
+from keras_models.population import Population
+from scratch import architectures, spec
+from scratch.data import epoch_batches
+from scratch.optimizers import OPTIMIZERS
+from scratch.population import run_population
+
+ETAS, LMBDAS = np.array([0.01, 0.01, 0.1, 0.1]), np.array([0.0, 1e-3, 0.0, 1e-3])
+
+
+def _pair(data, optimizer, dtype, etas=ETAS, lmbdas=LMBDAS):
+    layers = architectures.get("course_cnn")
+    population = Population(layers, data.input_shape, etas, lmbdas, optimizer=optimizer, dtype=dtype)
+    cells = [Trainer(layers, data.input_shape, optimizer=optimizer, learning_rate=e, l2=l, dtype=dtype)
+             for e, l in zip(etas, lmbdas)]
+    return population, cells
+
+
+def _steps(population, cells, x, y, steps, batch_size=20):
+    pop, ref = [], []
+    epoch = 0
+    while sum(o.shape[1] for o in pop) < steps:
+        batches = epoch_batches(int(x.shape[0]), batch_size, 0, epoch)
+        pop.append(population.train_epoch(x, y, batches))
+        ref.append(np.array([c.train_epoch(x, y, batches) for c in cells]))
+        epoch += 1
+    return np.concatenate(pop, 1)[:, :steps], np.concatenate(ref, 1)[:, :steps]
+
+
+def _weights_close(population, cells, rtol):
+    for i, (member, cell) in enumerate(zip(population.members, cells)):
+        for key, w in to_scratch(cell.model).items():
+            np.testing.assert_allclose(to_scratch(member.model)[key], w, rtol=rtol, atol=rtol * np.abs(w).max(),
+                                       err_msg=f"member {i} {key}")
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_float64_members_follow_their_keras_cells_for_100_steps(optimizer):
+    data = datasets.digits(dtype=np.float64, limit=200)
+    etas = ETAS / 10 if optimizer in ("rmsprop", "adam", "adagrad") else ETAS
+    population, cells = _pair(data, optimizer, "float64", etas)
+    x, y = population.tensors(data.x_train, data.y_train)
+    pop, ref = _steps(population, cells, x, y, 100)
+    np.testing.assert_allclose(pop, ref, rtol=1e-12, atol=0)
+    _weights_close(population, cells, 1e-12)
+    if optimizer != "sgd":  # the evaluation is the same for every optimizer: traced once here
+        return
+    ev = population.evaluate_batches(x, y, 1000)
+    for i, c in enumerate(cells):
+        r = c.evaluate_batches(x, y, 1000)
+        assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
+
+
+def test_float32_members_stay_within_the_stated_bound():
+    """float32: the bound the README states (measured: 0, each member runs its cell's ops)."""
+    data = datasets.digits(dtype=np.float32, limit=200)
+    population, cells = _pair(data, "sgd", "float32")
+    x, y = population.tensors(data.x_train, data.y_train)
+    pop, ref = _steps(population, cells, x, y, 100)
+    np.testing.assert_allclose(pop, ref, rtol=1e-6, atol=0)
+    _weights_close(population, cells, 1e-6)
+
+
+def test_a_diverging_member_is_frozen_and_the_others_go_on():
+    data = datasets.digits(dtype=np.float64, limit=200)
+    etas, lmbdas = np.array([0.05, 1e4, 0.1]), np.array([1e-3, 1.0, 0.0])
+    population, cells = _pair(data, "sgd", "float64", etas, lmbdas)
+    x, y = population.tensors(data.x_train, data.y_train)
+    diverging = population.members[1]
+
+    def finite(member, row):  # nothing non-finite is ever written into any member
+        for m in population.members + [diverging]:
+            assert all(np.isfinite(w).all() for w in to_scratch(m.model).values())
+
+    histories = run_population(population, x, y, epochs=3, batch_size=20, seed=0, on_epoch_end=finite)
+    serial = [c.fit(data.x_train, data.y_train, epochs=3, batch_size=20, seed=0) for c in cells]
+    assert [len(h) for h in histories] == [len(h) for h in serial] == [3, 1, 3]
+    assert histories[1][-1]["diverged"] and serial[1][-1]["diverged"]
+    assert np.isnan(histories[1][-1]["train_loss"])
+    assert population.size == 2 and population.etas.tolist() == [0.05, 0.1]
+    for pop_h, cell_h in ((histories[0], serial[0]), (histories[2], serial[2])):
+        for a, b in zip(pop_h, cell_h):
+            for k in ("loss", "train_loss", "train_accuracy", "test_loss") if "test_loss" in b else ("loss",):
+                assert a[k] == pytest.approx(b[k], rel=1e-12)
+    _weights_close(population, [cells[0], cells[2]], 1e-12)
+
+
+def test_bad_members_and_dropout_are_refused():
+    layers = architectures.get("course_cnn")
+    with pytest.raises(ValueError, match="lmbdas: 1 values for 2 etas"):
+        Population(layers, (1, 8, 8), [0.1, 0.2], [0.0])
+    dropout = layers[:3] + (spec.Dropout(0.5),) + layers[3:]
+    with pytest.raises(ValueError, match="train networks with Dropout cell by cell"):
+        Population(dropout, (1, 8, 8), [0.1], [0.0])
