@@ -17,7 +17,7 @@ the field and what is allowed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 PADDINGS = ("valid", "same")

@@ -148,7 +148,7 @@ def maxpool_gradient_to_all_ties():
 
     def backward(self, dout, need_dx=True):
         xp, best = self._broken
-        (ph, pw), (sh, sw), (ho, wo) = self.pool_size, self.strides, self.out_hw
+        (sh, sw), (ho, wo) = self.strides, self.out_hw
         zero = dout.dtype.type(0)
 
         def every_max(i, j):
