@@ -34,12 +34,14 @@ import numpy as np
 
 from . import losses as L
 from . import optimizers as O
+from . import spec as S
 from .data import epoch_batches
 from .layers import log_softmax, sigmoid, softmax
 from .population_layers import stages
 from .model import Sequential
 
-__all__ = ["Population", "correct_counts", "member_loss", "member_values", "run_population"]
+__all__ = ["Population", "correct_counts", "member_grid", "member_loss", "member_values", "refuse_dropout",
+           "run_population"]
 
 
 # --------------------------------------------------------------------------- losses
@@ -96,10 +98,7 @@ class Population:
 
     def __init__(self, layers, input_shape, etas, lmbdas, *, loss="categorical_crossentropy", optimizer="sgd",
                  flavor="keras", dtype=np.float64, seed: int = 0, state: dict | None = None, **optimizer_kwargs):
-        self.etas = member_values("etas", etas, strict=True)
-        self.lmbdas = member_values("lmbdas", lmbdas, strict=False)
-        if self.etas.shape != self.lmbdas.shape:
-            raise ValueError(f"lmbdas: {self.lmbdas.size} values for {self.etas.size} etas; give one per member")
+        self.etas, self.lmbdas = member_grid(etas, lmbdas)
         # The one-member model validates the spec, shapes, dtype, seed and the loss against the
         # last activation with the scratch engine's messages; it holds the initial weights and
         # the layer ops, which the population reuses (the parametric ones are wrapped).
@@ -220,6 +219,24 @@ def correct_counts(outputs, y) -> np.ndarray:
 def _along(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     """(P,) ``v`` shaped to broadcast along the leading axis of ``w``."""
     return v.reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def member_grid(etas, lmbdas) -> tuple:
+    """(etas, lmbdas) of a population as two (P,) float64 arrays, one pair per member:
+    etas finite and > 0, lmbdas finite and >= 0, as many of each."""
+    etas = member_values("etas", etas, strict=True)
+    lmbdas = member_values("lmbdas", lmbdas, strict=False)
+    if etas.shape != lmbdas.shape:
+        raise ValueError(f"lmbdas: {lmbdas.size} values for {etas.size} etas; give one per member")
+    return etas, lmbdas
+
+
+def refuse_dropout(layers, framework: str) -> None:
+    """A ValueError when ``layers`` hold a Dropout: ``framework``'s serial trainer draws its
+    masks from a stream a population cannot reproduce member by member."""
+    if any(isinstance(layer, S.Dropout) and layer.rate > 0 for layer in S.validate(layers)):
+        raise ValueError(f"layers: a {framework} population cannot reproduce the serial trainer's dropout masks; "
+                         "train networks with Dropout cell by cell")
 
 
 def member_values(name, values, *, strict) -> np.ndarray:

@@ -14,12 +14,12 @@ import pathlib
 
 import numpy as np
 import pytest
-import keras  # noqa: E402  (conftest imported torch first)
-import tensorflow as tf  # noqa: E402
-from keras import layers as KL  # noqa: E402
-from keras import regularizers  # noqa: E402
+import keras_models as km  # first: it sets the Keras environment (conftest imported torch before it)
+import keras
+import tensorflow as tf
+from keras import layers as KL
+from keras import regularizers
 
-import keras_models as km  # noqa: E402
 import scratch  # noqa: E402
 from scratch import architectures as A  # noqa: E402
 from scratch import optimizers as SO  # noqa: E402

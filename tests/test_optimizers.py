@@ -20,11 +20,12 @@ import math
 
 import numpy as np
 import pytest
-import torch  # noqa: E402  (torch before TensorFlow: see docs/DESIGN.md, 'Layering')
-import keras  # noqa: E402
+import torch  # noqa: F401  (torch before TensorFlow: see docs/DESIGN.md, 'Layering')
+import keras_models  # noqa: F401  sets the Keras environment before Keras loads
+import keras
 
-from scratch import optimizers as so  # noqa: E402
-from scratch.optimizers.base import keras_cast  # noqa: E402
+from scratch import optimizers as so
+from scratch.optimizers.base import keras_cast
 
 STEPS = 25
 SHAPES = {"kernel": (3, 4), "bias": (4,), "conv": (2, 3, 2, 2)}

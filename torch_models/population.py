@@ -39,8 +39,7 @@ import torch
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from scratch import optimizers as O
-from scratch import spec as S
-from scratch.population import correct_counts, member_values
+from scratch.population import correct_counts, member_grid, refuse_dropout
 
 from .trainer import Trainer
 
@@ -69,13 +68,8 @@ class Population:
 
     def __init__(self, layers, input_shape, etas, lmbdas, *, loss="categorical_crossentropy", optimizer="sgd",
                  dtype="float64", seed: int = 0, init: str = "scratch"):
-        self.etas = member_values("etas", etas, strict=True)
-        self.lmbdas = member_values("lmbdas", lmbdas, strict=False)
-        if self.etas.shape != self.lmbdas.shape:
-            raise ValueError(f"lmbdas: {self.lmbdas.size} values for {self.etas.size} etas; give one per member")
-        if any(isinstance(layer, S.Dropout) and layer.rate > 0 for layer in S.validate(layers)):
-            raise ValueError("layers: a torch population cannot reproduce the serial trainer's dropout masks; "
-                             "train networks with Dropout cell by cell")
+        self.etas, self.lmbdas = member_grid(etas, lmbdas)
+        refuse_dropout(layers, "torch")
         ref = Trainer(layers, input_shape, loss=loss, optimizer=optimizer, learning_rate=float(self.etas[0]),
                       l2=0.0, dtype=dtype, seed=seed, init=init)
         self.reference = ref

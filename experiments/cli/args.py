@@ -1,4 +1,4 @@
-"""argparse helpers shared by every command: the parser, number types, one-line errors.
+"""argparse helpers shared by every command: the parser and number types.
 
 :class:`Parser` is the parser of ``xfw`` and, through ``add_subparsers``, of every
 command: its errors are one line ``xfw: error: ...`` (no usage block), exit status 2; a
@@ -35,16 +35,6 @@ class Parser(argparse.ArgumentParser):
         parsed = super().parse_args(args, namespace)
         vars(parsed).pop("_xfw_seen", None)
         return parsed
-
-
-def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """argparse errors as one line ``xfw: error: ...`` (no usage block), exit status 2
-    (for a parser that is not a :class:`Parser`)."""
-    def error(message):
-        parser.exit(2, f"xfw: error: {message}\n")
-
-    parser.error = error
-    return parser
 
 
 def _number(kind, minimum: float, strict: bool):

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from .. import options
-from .args import one_line_errors, positive_int
+from .args import positive_int
 
 
 def register(sub) -> None:
-    p = one_line_errors(sub.add_parser("bench", help="seconds per epoch of each framework, side by side in one run"))
+    p = sub.add_parser("bench", help="seconds per epoch of each framework, side by side in one run")
     p.add_argument("--frameworks", nargs="+", metavar="NAME", default=None,
                    help="any of scratch, keras, torch (default all installed)")
     p.add_argument("--epochs", type=positive_int, default=3, help="timed epochs per case; the median is shown "

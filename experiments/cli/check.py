@@ -4,17 +4,16 @@ The logic and the JSON schema are :func:`experiments.check.files.run_file`.
 """
 from __future__ import annotations
 
-from .args import one_line_errors
 
 
 def register(sub) -> None:
     from experiments.check.files import FORMATS
 
-    p = one_line_errors(sub.add_parser(
+    p = sub.add_parser(
         "check", help="check your own NumPy layers, losses, optimizers and networks against PyTorch and Keras",
         description="Import FILE and call every top-level function whose name starts with check_; each returns "
                     "a report (experiments.check.layer(...), ...) or a list of them. Exit 0 when all passed, "
-                    "1 when one failed, 2 on a usage error."))
+                    "1 when one failed, 2 on a usage error.")
     p.add_argument("file", metavar="FILE.py", help="a Python file with check_ functions")
     p.add_argument("-k", metavar="SUBSTRING", default=None, help="run only check_ functions whose name contains it")
     p.add_argument("--format", choices=FORMATS, default="text", help="text (default) or json (schema 1)")

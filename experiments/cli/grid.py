@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..grid.config import DEFAULT_GRID, EXECUTORS, GridConfig
 from ..options import split_list
 from ..runtime import FRAMEWORKS
-from .args import one_line_errors, positive_int
+from .args import positive_int
 
 
 def register(sub) -> None:
@@ -27,11 +27,11 @@ def register(sub) -> None:
     from .. import datasets
 
     grid_default = ", ".join(f"{v:g}" for v in DEFAULT_GRID)
-    p = one_line_errors(sub.add_parser(
+    p = sub.add_parser(
         "grid", help="eta x lambda grid search in every framework, resumable",
         description="Train a fresh model for every (framework, eta, lambda, seed) and record the results in "
                     "OUT/RUN/ (manifest.json, cells.csv, curves.csv, heatmaps, report.md). Rerunning the same "
-                    "command skips finished cells."))
+                    "command skips finished cells.")
     p.add_argument("--config", metavar="FILE", help="TOML file with the options below (the command line wins)")
     p.add_argument("--arch", help=f"architecture: {', '.join(architectures.names())} (default course_cnn)")
     p.add_argument("--dataset", help=f"data set: {', '.join(datasets.DATASETS)} (default digits; mnist needs --data)")
@@ -67,7 +67,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_grid)
 
-    p = one_line_errors(sub.add_parser("heatmap", help="draw the heatmaps and the report of a grid run"))
+    p = sub.add_parser("heatmap", help="draw the heatmaps and the report of a grid run")
     p.add_argument("run", metavar="RUN", help="a run folder, or a run name under --out")
     p.add_argument("--out", metavar="DIR", default="results", help="results folder (default results/)")
     p.set_defaults(func=cmd_heatmap)

@@ -67,7 +67,6 @@ import sys
 from .. import options
 from ..errors import UsageError
 from ..files import atomic_write
-from .args import one_line_errors
 
 FORMATS = ("table", "json", "markdown")
 EXTENSIONS = {"table": "txt", "json": "json", "markdown": "md"}
@@ -78,10 +77,10 @@ def register(sub) -> None:
     from experiments.parity import cases, runner
     from scratch import architectures
 
-    p = one_line_errors(sub.add_parser(
+    p = sub.add_parser(
         "parity", help="scratch against Keras and PyTorch: outputs, gradients, losses, optimizer steps",
         description="Run the parity matrix outside pytest, print the table, write it under results/parity/ "
-                    "and exit 1 if any comparison fails."))
+                    "and exit 1 if any comparison fails.")
     p.add_argument("--parts", nargs="+", metavar="PART", help=f"any of {', '.join(runner.PARTS)} (default all)")
     p.add_argument("--arch", nargs="+", metavar="NAME",
                    help=f"architectures: {', '.join(architectures.names())} (default all)")

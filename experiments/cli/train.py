@@ -6,7 +6,7 @@ import time
 
 from .. import options
 from ..errors import UsageError
-from .args import non_negative_float, non_negative_int, one_line_errors, positive_float, positive_int
+from .args import non_negative_float, non_negative_int, positive_float, positive_int
 
 
 def add_data_options(p) -> None:
@@ -19,7 +19,7 @@ def add_data_options(p) -> None:
 
 
 def register(sub) -> None:
-    p = one_line_errors(sub.add_parser("train", help="train one model and print a line per epoch"))
+    p = sub.add_parser("train", help="train one model and print a line per epoch")
     p.add_argument("--framework", default="scratch", help="scratch, keras or torch (default scratch)")
     p.add_argument("--arch", default="course_cnn", help="registered architecture (default course_cnn)")
     add_data_options(p)
