@@ -1,28 +1,32 @@
-"""Population training in Keras: P members of the spec-built network, every member's steps
-of one epoch in one compiled TensorFlow function, each member with its own learning rate
-and L2 factor.
+"""Population training in Keras: P members of the spec-built network trained at once by one
+compiled step of Keras's own layers, each member with its own learning rate and L2 factor.
 
-Every member starts from the same weights and sees the same batches; only ``eta`` and
-``lambda`` differ.
+Every member starts from the same weights (those of :class:`keras_models.Trainer` with the
+same seed and ``init``) and sees the same batches; only ``eta`` and ``lambda`` differ.
 
-* **Members.** Each member is a :class:`keras_models.Trainer` (the spec-built
-  ``keras.Sequential`` with ``ExactL2(lambda_p)`` kernels, the scratch initial weights,
-  its native Keras optimizer with learning rate ``eta_p``): Keras's own layers,
-  regularizers and optimizer rules, so a member computes exactly what its serial cell
-  computes.
-* **Epoch.** One ``tf.function`` (traced once per population) runs a whole epoch: a
-  graph loop over the shared batches, and inside it every member's step (objective under
-  a ``GradientTape``, ``apply_gradients``), the members unrolled in the graph. One call
-  per epoch replaces one call per member and epoch; evaluation is one call per chunk of
-  1000 samples for all members.
-  (``stateless_call`` under ``tf.vectorized_map`` was not used: TensorFlow's vectorizer
-  has no batched form of a convolution whose filters differ per member and falls back to
-  a loop.)
-* **Divergence.** A member whose objective is NaN or inf is frozen at once: that step's
-  update is skipped (``tf.cond``), and it takes no later step, so its weights stay as they
-  were; its objectives are NaN from then on. Members share no tensor, so nothing
-  non-finite reaches another. Members dropped by :meth:`Population.keep` are skipped
-  inside the same compiled functions (no retracing).
+* **Network.** :func:`keras_models.population_layers.wide_network`: the member model's
+  layers, widened to carry every member (the first Conv2D takes every member's filters
+  on the shared data, later ones are grouped convolutions, Dense layers are
+  ``EinsumDense`` with a member axis). It is run with ``stateless_call`` on the members'
+  weights, so the step is one compiled TensorFlow function for all members.
+* **Objective.** Member ``p``'s is its Trainer's: the mean Keras loss (fused with the final
+  softmax or sigmoid, as Keras fuses it) plus ``lambda_p * sum(W**2)`` per kernel, as
+  ``ExactL2(lambda_p)`` adds it (nothing is added when ``lambda_p`` is 0). The gradient of
+  the members' sum is each member's own gradient: members share no product.
+* **Update.** :func:`scratch.optimizers.make` with ``flavor="keras"`` and the (P,) learning
+  rates, kept in the model's dtype as Keras keeps its learning rate: the rules of Keras's
+  SGD (momentum, Nesterov), RMSprop, Adagrad and Adam, operation for operation, tested
+  against Keras's optimizers (``tests/test_optimizers.py``), applied to the (P, ...) member
+  weights in NumPy. One copy of the rules serves the scratch, torch and Keras populations.
+* **Divergence.** A member whose objective is NaN or inf is frozen at once: the step that
+  produced it and every later one leave its weights as they were, and nothing it computes
+  reaches another member. :func:`scratch.population.run_population` records the epoch
+  and drops it (:meth:`Population.keep`, which rebuilds the wide network for the members
+  left: one trace per size).
+
+Weights: ``params`` maps the scratch keys (``"<spec index>.kernel"``, ``".bias"``) to
+``(P,) + Keras shape`` arrays; :meth:`Population.member_state` gives one member's weights
+in the scratch layout (as :func:`keras_models.to_scratch` gives a model's).
 
 Data: NHWC tensors and (N, K) targets, as :meth:`Population.tensors` makes them from
 canonical NumPy arrays.
@@ -32,145 +36,162 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from scratch import optimizers as O
 from scratch.population import correct_counts, member_grid, refuse_dropout
 
+from .layout import to_scratch_array, weight_plan
+from .population_layers import Widen, member_keys, wide_network
 from .trainer import Trainer
 
 __all__ = ["Population"]
 
 
 class Population:
-    """P Keras members trained by one compiled epoch function.
+    """P Keras members trained as one wide model.
 
     Parameters
     ----------
     layers, input_shape, loss, optimizer, dtype, seed, init
-        As for :class:`keras_models.Trainer`.
+        As for :class:`keras_models.Trainer` (which validates them and gives the initial
+        weights).
     etas, lmbdas : sequences of P floats
         Each member's learning rate (> 0) and L2 factor (>= 0).
 
     Attributes
     ----------
     size : int
-        The members still in the population (:meth:`keep` drops members).
-    members : list of :class:`keras_models.Trainer`
-        The live members, in order.
-    frozen : (size,) bool array
-        Live members whose objective became NaN or inf; their weights no longer change.
+        P, the members still in the population (:meth:`keep` drops members).
+    params : dict[str, np.ndarray]
+        Every member's weights, ``(P,) + Keras shape``, keyed by scratch key.
+    etas, lmbdas : (P,) float64 arrays
+    frozen : (P,) bool array
+        Members whose objective became NaN or inf; their weights no longer change.
     """
 
     def __init__(self, layers, input_shape, etas, lmbdas, *, loss="categorical_crossentropy", optimizer="sgd",
                  dtype="float64", seed: int = 0, init: str = "scratch"):
         self.etas, self.lmbdas = member_grid(etas, lmbdas)
         refuse_dropout(layers, "Keras")
-        self._all = [Trainer(layers, input_shape, loss=loss, optimizer=optimizer, learning_rate=float(e),
-                             l2=float(l), dtype=dtype, seed=seed, init=init) for e, l in zip(self.etas, self.lmbdas)]
-        first = self._all[0]
-        self.dtype, self.output_shape = first.dtype, first.output_shape
-        self._live = np.arange(len(self._all))
-        self._frozen = tf.Variable(tf.zeros(len(self._all), tf.bool), trainable=False)
-        self._tf_dtype = tf.as_dtype(self.dtype)
-        x_spec = tf.TensorSpec((None,) + tuple(first.model.input_shape[1:]), self._tf_dtype)
-        y_spec = tf.TensorSpec((None,) + tuple(self.output_shape), self._tf_dtype)
-        i_spec = tf.TensorSpec((None,), tf.int64)
-        a_spec = tf.TensorSpec((len(self._all),), tf.bool)
-        self._epoch_fn = Trainer._compile(self._epoch, [x_spec, y_spec, i_spec, i_spec, a_spec], False)
-        self._eval_fn = Trainer._compile(self._eval, [x_spec, y_spec, a_spec], False)
+        ref = Trainer(layers, input_shape, loss=loss, optimizer=optimizer, learning_rate=float(self.etas[0]),
+                      l2=0.0, dtype=dtype, seed=seed, init=init)
+        self.reference = ref
+        self.dtype, self.output_shape = ref.dtype, ref.output_shape
+        self._plan = weight_plan(ref.model)
+        self._keys = member_keys(ref.model)
+        values = [v.numpy() for v in ref.model.trainable_variables]
+        self.params = {k: np.repeat(v[None], self.size, axis=0) for k, v in zip(self._keys, values)}
+        self.optimizer = O.make(optimizer, self.etas, flavor="keras", lr_dtype=self.dtype)
+        self.frozen = np.zeros(self.size, dtype=bool)
+        self._build()
 
     @property
     def size(self) -> int:
-        return self._live.size
+        return self.etas.size
 
-    @property
-    def members(self) -> list:
-        return [self._all[i] for i in self._live]
+    # ------------------------------------------------------------------ the compiled functions
+    def _build(self):
+        """The wide network for the current members and its two compiled functions."""
+        ref = self.reference
+        net, kinds = wide_network(ref.model, ref.layers, ref.input_shape, self.size, self.dtype)
+        self._net, self._widen = net, Widen(kinds)
+        self._kernel_index = [i for i, k in enumerate(self._keys) if k.endswith(".kernel")]
+        tf_dtype = tf.as_dtype(self.dtype)
+        w_specs = [tf.TensorSpec(v.shape, tf_dtype) for v in self.params.values()]
+        x_spec = tf.TensorSpec((None,) + tuple(ref.model.input_shape[1:]), tf_dtype)
+        y_spec = tf.TensorSpec((None,) + tuple(self.output_shape), tf_dtype)
+        l_spec = tf.TensorSpec((self.size,), tf_dtype)
+        i_spec = tf.TensorSpec((None,), tf.int64)
+        self._step_fn = Trainer._compile(self._step, [w_specs, l_spec, x_spec, y_spec, i_spec], False)
+        self._eval_fn = Trainer._compile(self._eval, [w_specs, x_spec, y_spec], False)
 
-    @property
-    def frozen(self) -> np.ndarray:
-        return self._frozen.numpy()[self._live]
+    def _outputs(self, weights, x, training):
+        out, _ = self._net.stateless_call(self._widen(weights), [], x, training=training)
+        return out  # (N, P) + output_shape
 
-    def _active(self):
-        active = np.zeros(len(self._all), dtype=bool)
-        active[self._live] = True
-        return tf.constant(active)
+    def _data_losses(self, y, out):
+        """Per-sample, per-member Keras loss values (N, P) of outputs (N, P, K), targets (N, K)."""
+        return self.reference._loss_fn(tf.broadcast_to(y[:, None], tf.shape(out)), out)
 
-    # ------------------------------------------------------------------ graph functions
-    def _member_step(self, p, xb, yb):
-        """Member ``p``'s step as its Trainer takes it, skipped if the objective is not finite."""
-        member = self._all[p]
-        variables = member.model.trainable_variables
+    def _step(self, weights, lmbdas, x, y, idx):
+        """(objectives (P,), gradients in member layout) of the batch ``x[idx], y[idx]``."""
+        xb, yb = tf.gather(x, idx), tf.gather(y, idx)
         with tf.GradientTape() as tape:
-            objective, _ = member._objective(xb, yb)
-        grads = tape.gradient(objective, variables)
-        finite = tf.math.is_finite(objective)
+            tape.watch(weights)
+            data = tf.reduce_mean(self._data_losses(yb, self._outputs(weights, xb, True)), axis=0)
+            penalties = [lmbdas * tf.reduce_sum(tf.square(weights[i]), axis=list(range(1, weights[i].shape.rank)))
+                         for i in self._kernel_index]
+            # ExactL2 adds nothing for lambda = 0 (not 0 * sum, which is NaN once sum is inf)
+            objective = tf.where(lmbdas > 0, data + tf.add_n(penalties), data)
+            total = tf.reduce_sum(objective)
+        return objective, tape.gradient(total, weights)
 
-        def apply():
-            member.optimizer.apply_gradients(zip(grads, variables))
-            return tf.constant(True)
-
-        tf.cond(finite, apply, lambda: tf.constant(False))
-        self._frozen.scatter_nd_update([[p]], tf.reshape(tf.logical_not(finite), [1]))
-        return objective
-
-    def _epoch(self, x, y, order, bounds, active):
-        """Every member's steps of one epoch: batch ``b`` is ``order[bounds[b]:bounds[b+1]]``;
-        returns the objectives (batches, all members), NaN for skipped members."""
-        count = tf.shape(bounds, out_type=tf.int64)[0] - 1
-        losses = tf.TensorArray(self._tf_dtype, size=tf.cast(count, tf.int32))
-        nan = tf.constant(np.nan, self._tf_dtype)
-        for b in tf.range(count):
-            idx = order[bounds[b]:bounds[b + 1]]
-            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
-            row = []
-            for p in range(len(self._all)):
-                run = tf.logical_and(active[p], tf.logical_not(self._frozen[p]))
-                row.append(tf.cond(run, lambda p=p: self._member_step(p, xb, yb), lambda: nan))
-            losses = losses.write(tf.cast(b, tf.int32), tf.stack(row))
-        return losses.stack()
-
-    def _eval(self, x, y, active):
-        """(summed data loss (P,), outputs (P, n, K)) of one chunk; zeros for skipped members."""
-        sums, outs = [], []
-        zero_out = tf.zeros(tf.concat([tf.shape(x)[:1], tf.constant(self.output_shape)], 0), self._tf_dtype)
-        for p, member in enumerate(self._all):
-            value, out = tf.cond(active[p], lambda m=member: m._eval(x, y),
-                                 lambda: (tf.constant(0, self._tf_dtype), zero_out))
-            sums.append(value)
-            outs.append(out)
-        return tf.stack(sums), tf.stack(outs)
+    def _eval(self, weights, x, y):
+        out = self._outputs(weights, x, False)
+        return tf.reduce_sum(self._data_losses(y, out), axis=0), out
 
     # ------------------------------------------------------------------ data
     def tensors(self, x, y, name="x"):
         """Checked canonical NumPy ``x`` and labels or targets ``y`` as NHWC tensors."""
-        first = self._all[0]
-        x = first._check_x(x, name)
-        return first._native(x, first._targets(y, x.shape[0], "y" if name == "x" else f"{name[:-1]}y"))
+        ref = self.reference
+        x = ref._check_x(x, name)
+        return ref._native(x, ref._targets(y, x.shape[0], "y" if name == "x" else f"{name[:-1]}y"))
 
     # ------------------------------------------------------------------ training
+    def _weights(self):
+        return list(self.params.values())
+
+    def train_step(self, x, y, idx) -> np.ndarray:
+        """One optimizer step of every member that is not frozen on batch ``idx`` of the
+        tensors ``x``, ``y``; the objectives (P,) before the step. A member whose objective
+        is NaN or inf is frozen now, this step included."""
+        lmbdas = self.lmbdas.astype(self.dtype)
+        objective, grads = self._step_fn(self._weights(), lmbdas, x, y, tf.constant(idx, tf.int64))
+        objective = objective.numpy().astype(np.float64)
+        self.frozen |= ~np.isfinite(objective)
+        saved = {k: v[self.frozen] for k, v in self.params.items()} if self.frozen.any() else None
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            self.optimizer.step(self.params, {k: g.numpy() for k, g in zip(self._keys, grads)})
+        if saved is not None:
+            for k, v in saved.items():
+                self.params[k][self.frozen] = v
+        return objective
+
     def train_epoch(self, x, y, batches) -> np.ndarray:
-        """Objectives (size, batches) of one epoch over ``batches`` (index arrays)."""
-        order = tf.constant(np.concatenate(batches).astype(np.int64))
-        bounds = tf.constant(np.concatenate([[0], np.cumsum([len(b) for b in batches])]).astype(np.int64))
-        losses = self._epoch_fn(x, y, order, bounds, self._active()).numpy()
-        return losses.T[self._live].astype(np.float64)
+        """Objectives (P, batches) of one epoch over ``batches`` (index arrays)."""
+        out = np.empty((self.size, len(batches)))
+        for b, idx in enumerate(batches):
+            out[:, b] = self.train_step(x, y, idx)
+        return out
 
     def evaluate_batches(self, x, y, batch_size: int | None = 1000) -> dict:
-        """``{"loss": (size,) mean data loss (no L2), "accuracy": (size,)}`` in chunks of
+        """``{"loss": (P,) mean data loss (no L2), "accuracy": (P,)}`` in chunks of
         ``batch_size``, summed as :meth:`keras_models.Trainer.evaluate_batches` sums them."""
         n = int(x.shape[0])
         step = n if batch_size is None else int(batch_size)
         total, correct = np.zeros(self.size), np.zeros(self.size)
-        active = self._active()
+        weights = self._weights()
         for s in range(0, n, step):
-            sums, outs = self._eval_fn(x[s:s + step], y[s:s + step], active)
-            total += sums.numpy()[self._live].astype(np.float64)
-            correct += correct_counts(outs.numpy()[self._live], y[s:s + step].numpy())
+            sums, out = self._eval_fn(weights, x[s:s + step], y[s:s + step])
+            total += sums.numpy().astype(np.float64)
+            correct += correct_counts(np.moveaxis(out.numpy(), 1, 0), y[s:s + step].numpy())
         return {"loss": total / n, "accuracy": correct / n}
 
     def keep(self, mask) -> None:
-        """Keep only the live members where ``mask`` (size,) is true."""
+        """Keep only the members where ``mask`` (P,) is true (weights, rates, L2 factors,
+        optimizer state); the wide network is rebuilt for them."""
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (self.size,):
             raise ValueError(f"mask: expected shape ({self.size},), got {mask.shape}")
-        self._live = self._live[mask]
-        self.etas, self.lmbdas = self.etas[mask], self.lmbdas[mask]
+        if mask.all():
+            return
+        self.params = {k: v[mask] for k, v in self.params.items()}
+        self.etas, self.lmbdas, self.frozen = self.etas[mask], self.lmbdas[mask], self.frozen[mask]
+        self.optimizer.select(mask)
+        if self.size:
+            self._build()
+
+    def member_state(self, i: int) -> dict:
+        """Member ``i``'s weights in the scratch layout (copies), as :func:`keras_models.to_scratch`
+        gives a model's."""
+        return {f"{item['index']}.{key}": to_scratch_array(item, key, self.params[f"{item['index']}.{key}"][i])
+                for item in self._plan for key in ("kernel", "bias")}

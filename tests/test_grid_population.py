@@ -30,7 +30,7 @@ def _table(run_dir, what):
     return df.sort_values(keys).reset_index(drop=True)
 
 
-@pytest.mark.parametrize("framework", ["scratch", "torch"])
+@pytest.mark.parametrize("framework", ["scratch", "torch", "keras"])
 def test_population_executor_gives_the_serial_rows_and_curves(tmp_path, framework):
     grid = dict(etas=(0.1, 0.01, 1e4), lmbdas=(1e-4, 1.0), frameworks=(framework,))
     serial = tiny(tmp_path, run="serial", **grid)
@@ -81,7 +81,15 @@ def test_populations_are_one_per_framework_and_seed_and_chunked_by_memory(tmp_pa
     assert sorted((g.framework, g.seed, len(g.cells)) for g in groups) == [
         ("scratch", 0, 4), ("scratch", 1, 4), ("torch", 0, 4), ("torch", 1, 4)]
     with_keras = population_tasks(cell_tasks(tiny(tmp_path, frameworks=("keras", "scratch"))))
-    assert [(g.framework, len(g.cells)) for g in with_keras] == [("scratch", 4)] + [("keras", 1)] * 4
+    assert sorted((g.framework, len(g.cells)) for g in with_keras) == [("keras", 4), ("scratch", 4)]
+    shared = population_tasks(tasks, workers=2)  # every worker gets a share of every population
+    assert sorted((g.framework, g.seed, len(g.cells)) for g in shared[:4]) == [
+        ("scratch", 0, 2), ("scratch", 1, 2), ("torch", 0, 2), ("torch", 1, 2)]
+    in_order = {(fw, seed): [t for t in tasks if (t.framework, t.seed) == (fw, seed)]
+                for fw, seed in {(t.framework, t.seed) for t in tasks}}
+    assert all(list(g.cells) == in_order[g.framework, g.seed][:2] for g in shared[:4])  # first chunks first
+    assert [len(g.cells) for g in shared] == [2] * 8
+    assert {t for g in shared for t in g.cells} == set(tasks)
     chunked = population_tasks(tasks, budget=1)  # nothing fits: one member per chunk
     assert sorted(len(g.cells) for g in chunked if g.framework == "scratch") == [1] * 8
     assert sum(len(g.cells) for g in chunked) == len(tasks)
@@ -122,3 +130,15 @@ def test_input_shape_is_for_the_synthetic_data_set_only(tmp_path):
     with pytest.raises(UsageError, match="--input-shape: only the synthetic data set takes a sample shape; "
                                          "--dataset is 'digits'"):
         tiny(tmp_path, input_shape=(1, 28, 28)).validate(load_data=False)
+
+
+def test_networks_with_dropout_train_cell_by_cell_in_torch_and_keras(tmp_path, monkeypatch):
+    from scratch import architectures, spec
+
+    from experiments.grid.population import vectorised
+
+    layers = architectures.get("course_cnn")
+    with_dropout = layers[:3] + (spec.Dropout(0.5),) + layers[3:]
+    monkeypatch.setattr(architectures, "get", lambda name: with_dropout)
+    tasks = {t.framework: t for t in cell_tasks(tiny(tmp_path, frameworks=("scratch", "torch", "keras")))}
+    assert {fw: vectorised(t) for fw, t in tasks.items()} == {"scratch": True, "torch": False, "keras": False}

@@ -1,6 +1,5 @@
-"""The Keras population: every member follows its own serial Keras Trainer step for step
-(the members are Keras's own layers and optimizers), and a member that diverges is frozen
-without touching the others."""
+"""The Keras population: every member of the wide network follows its own serial Keras
+Trainer step for step, and a member that diverges is frozen without touching the others."""
 import numpy as np
 import pytest
 import torch  # noqa: F401  torch before TensorFlow in one process
@@ -36,9 +35,10 @@ def _steps(population, cells, x, y, steps, batch_size=20):
 
 
 def _weights_close(population, cells, rtol):
-    for i, (member, cell) in enumerate(zip(population.members, cells)):
+    for i, cell in enumerate(cells):
+        member = population.member_state(i)
         for key, w in to_scratch(cell.model).items():
-            np.testing.assert_allclose(to_scratch(member.model)[key], w, rtol=rtol, atol=rtol * np.abs(w).max(),
+            np.testing.assert_allclose(member[key], w, rtol=rtol, atol=rtol * np.abs(w).max(),
                                        err_msg=f"member {i} {key}")
 
 
@@ -59,14 +59,18 @@ def test_float64_members_follow_their_keras_cells_for_100_steps(optimizer):
         assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
 
 
-def test_float32_members_stay_within_the_stated_bound():
-    """float32: the bound the README states (measured: 0, each member runs its cell's ops)."""
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_float32_members_stay_within_the_stated_bound(optimizer):
+    """float32: the bound the README states, 1e-4 relative on the objectives and 1e-4 of
+    the tensor's scale on the weights over 100 steps (measured at most 5.3e-5 and 4.5e-6,
+    with momentum): the wide products sum in other orders than a member's own."""
     data = datasets.digits(dtype=np.float32, limit=200)
-    population, cells = _pair(data, "sgd", "float32")
+    etas = ETAS / 10 if optimizer == "adam" else ETAS
+    population, cells = _pair(data, optimizer, "float32", etas)
     x, y = population.tensors(data.x_train, data.y_train)
     pop, ref = _steps(population, cells, x, y, 100)
-    np.testing.assert_allclose(pop, ref, rtol=1e-6, atol=0)
-    _weights_close(population, cells, 1e-6)
+    np.testing.assert_allclose(pop, ref, rtol=1e-4, atol=0)
+    _weights_close(population, cells, 1e-4)
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on():
@@ -74,11 +78,8 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on():
     etas, lmbdas = np.array([0.05, 1e4, 0.1]), np.array([1e-3, 1.0, 0.0])
     population, cells = _pair(data, "sgd", "float64", etas, lmbdas)
     x, y = population.tensors(data.x_train, data.y_train)
-    diverging = population.members[1]
-
     def finite(member, row):  # nothing non-finite is ever written into any member
-        for m in population.members + [diverging]:
-            assert all(np.isfinite(w).all() for w in to_scratch(m.model).values())
+        assert all(np.isfinite(w).all() for w in population.params.values())
 
     histories = run_population(population, x, y, epochs=3, batch_size=20, seed=0, on_epoch_end=finite)
     serial = [c.fit(data.x_train, data.y_train, epochs=3, batch_size=20, seed=0) for c in cells]
@@ -100,3 +101,49 @@ def test_bad_members_and_dropout_are_refused():
     dropout = layers[:3] + (spec.Dropout(0.5),) + layers[3:]
     with pytest.raises(ValueError, match="train networks with Dropout cell by cell"):
         Population(dropout, (1, 8, 8), [0.1], [0.0])
+
+
+_S = spec
+NETWORKS = {
+    # a grouped convolution after the first one, "same" padding, a stride, average pooling
+    "two convs": ((_S.Conv2D(3, 3, padding="same", activation="relu"), _S.MaxPool2D(2),
+                   _S.Conv2D(4, 3, strides=2, padding="same", activation="tanh"), _S.AvgPool2D(2, padding="same"),
+                   _S.Flatten(), _S.Dense(5, activation="leaky_relu"), _S.Dense(3, activation="softmax")),
+                  "categorical_crossentropy"),
+    # a softmax over each member's channels, pooling before the first parametric layer
+    "channel softmax": ((_S.MaxPool2D(2, strides=1), _S.Conv2D(2, 2, activation="softmax"), _S.Conv2D(3, 2),
+                         _S.Activation("softmax"), _S.Flatten(), _S.Dense(3, activation="softmax")),
+                        "categorical_crossentropy"),
+    # Dense on the shared flat data; sigmoid output with binary cross-entropy
+    "dense only": ((_S.Flatten(), _S.Dense(6, activation="sigmoid"), _S.Dense(1, activation="sigmoid")),
+                   "binary_crossentropy"),
+    "mse": ((_S.Conv2D(2, 3, activation="leaky_relu"), _S.Flatten(), _S.Dense(3)), "mse"),
+}
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_kind_of_layer_follows_its_serial_cell(name):
+    """The wide network's layers (first and grouped convolutions, pooling, activations,
+    member softmax, flatten, EinsumDense) against the member network, float64, 30 steps."""
+    layers, loss = NETWORKS[name]
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 1, 6, 6))
+    k = 1 if loss == "binary_crossentropy" else 3
+    y = rng.integers(0, 2, size=(40, 1)).astype(float) if k == 1 else np.eye(k)[rng.integers(0, k, 40)]
+    etas, lmbdas = [0.05, 0.2, 0.1], [0.0, 1e-2, 1e-3]
+    population = Population(layers, (1, 6, 6), etas, lmbdas, loss=loss, optimizer="momentum", dtype="float64")
+    cells = [Trainer(layers, (1, 6, 6), loss=loss, optimizer="momentum", learning_rate=e, l2=l, dtype="float64")
+             for e, l in zip(etas, lmbdas)]
+    xt, yt = population.tensors(x, y)
+    pop, ref = _steps(population, cells, xt, yt, 30, batch_size=10)
+    np.testing.assert_allclose(pop, ref, rtol=1e-12, atol=0)
+    _weights_close(population, cells, 1e-12)
+    ev = population.evaluate_batches(xt, yt, 16)
+    for i, c in enumerate(cells):
+        r = c.evaluate_batches(xt, yt, 16)
+        assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
+
+
+def test_a_network_without_weights_is_refused():
+    with pytest.raises(ValueError, match="a population needs a Conv2D or Dense layer"):
+        Population((spec.Flatten(), spec.Activation("softmax")), (1, 2, 5), [0.1], [0.0])

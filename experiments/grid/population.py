@@ -10,14 +10,13 @@ returns one result per cell, in the row and curve format of
 :func:`experiments.grid.cells.run_cell`; the executor yields them as ``(task, result)``
 pairs, so the runner writes every cell as before.
 
-The populations are :class:`scratch.population.Population` (NumPy) and
-:class:`torch_models.population.Population` (``torch.func``), both driven by
-:func:`scratch.population.run_population`. Keras cells, and torch cells of a network
-with dropout, are trained one after the other inside the same unit of work, with
-:func:`~experiments.grid.cells.run_cell`: :class:`keras_models.population.Population`
-(Keras's own layers, the members unrolled in one compiled epoch) gives the same numbers
-but measured no faster than the cells one by one (TensorFlow's vectorizer has no batched
-convolution with per-member filters), and its graph of 49 members takes about 30 s to trace.
+The populations are :class:`scratch.population.Population` (NumPy),
+:class:`torch_models.population.Population` (``torch.func``) and
+:class:`keras_models.population.Population` (Keras's own layers, widened), all driven by
+:func:`scratch.population.run_population`. Cells of a network with Dropout in torch or
+Keras (whose serial trainers draw masks from the framework's own generator) are trained
+one after the other inside the same unit of work, with
+:func:`~experiments.grid.cells.run_cell`.
 
 An interrupt loses at most the unfinished epochs of the populations in flight: a
 population's cells are written when it finishes, and a rerun trains the cells that are
@@ -34,7 +33,7 @@ from .cells import CellTask, cell_result, curve_row, one_line, run_cell
 #: Bytes of activations one population may hold at once; larger ones are cut into chunks.
 MEMORY_BUDGET = 1.5e9
 #: Frameworks trained as populations; the others run cell by cell inside their unit of work.
-POPULATION_FRAMEWORKS = ("scratch", "torch")
+POPULATION_FRAMEWORKS = ("scratch", "torch", "keras")
 _EVAL_BATCH = 1000  # the evaluation chunk of every trainer (scratch.model.run_epochs)
 
 
@@ -71,35 +70,37 @@ def member_bytes(task: CellTask, input_shape) -> int:
     return 3 * floats * np.dtype(task.dtype).itemsize * max(task.batch_size, _EVAL_BATCH)
 
 
-def population_tasks(tasks, budget: float = MEMORY_BUDGET) -> list:
-    """The cells of ``tasks`` grouped by framework and seed, in their first cell's order;
-    populations larger than ``budget`` bytes of activations are cut into equal chunks.
+def population_tasks(tasks, budget: float = MEMORY_BUDGET, workers: int = 1) -> list:
+    """The cells of ``tasks`` grouped by framework and seed, cut into chunks of members.
 
-    Cells that do not train as one population (:func:`vectorised`) become units of one
-    cell each, after all the populations: the workers take the long populations first
-    and fill the tail with single cells, instead of one worker training all of a
-    framework's cells in a row while another waits."""
+    A population is cut into at least ``workers`` chunks (when it has that many cells), so
+    that every worker trains a share of every framework and they finish together, and
+    into more when its activations would exceed ``budget`` bytes. The units are returned
+    chunk by chunk, every framework's first chunk first: the workers start on different
+    frameworks. Cells that do not train as one population (:func:`vectorised`) become
+    units of one cell each, after all the populations."""
     from .cells import dataset_of
 
     groups: dict = {}
     for t in tasks:
         groups.setdefault((t.framework, t.seed), []).append(t)
-    populations, singles = [], []
+    chunked, singles = [], []
     for cells in groups.values():
         if not vectorised(cells[0]):
             singles.extend(PopulationTask((t,)) for t in cells)
             continue
         per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
-        chunks = max(1, math.ceil(len(cells) * per / budget))
+        chunks = min(len(cells), max(int(workers), math.ceil(len(cells) * per / budget)))
         size = math.ceil(len(cells) / chunks)
-        populations.extend(PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size))
+        chunked.append([PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size)])
+    populations = [c[i] for i in range(max(map(len, chunked), default=0)) for c in chunked if i < len(c)]
     return populations + singles
 
 
 def vectorised(task: CellTask) -> bool:
     """Whether the cells of ``task``'s framework and seed train as one population: a
-    framework of :data:`POPULATION_FRAMEWORKS`, and for torch no dropout (the serial
-    trainer draws dropout masks from torch's own RNG, cell by cell)."""
+    framework of :data:`POPULATION_FRAMEWORKS`, and for torch and Keras no dropout (their
+    serial trainers draw dropout masks from the framework's own generator, cell by cell)."""
     from scratch import architectures, spec
 
     if task.framework not in POPULATION_FRAMEWORKS:
@@ -150,7 +151,10 @@ def _build(ptask, data):
         k = population.output_shape[0]
         return (population, data.x_train, as_targets(data.y_train, k, population.dtype),
                 (data.x_test, as_targets(data.y_test, k, population.dtype)))
-    from torch_models.population import Population
+    if first.framework == "torch":
+        from torch_models.population import Population
+    else:
+        from keras_models.population import Population
 
     population = Population(layers, data.input_shape, etas, lmbdas, init=first.init, **common)
     x, y = population.tensors(data.x_train, data.y_train)
@@ -202,5 +206,5 @@ class PopulationExecutor:
         return f"population (one per framework and seed) on {self.inner.describe()}"
 
     def run(self, fn, tasks):
-        for _, results in self.inner.run(run_population_task, population_tasks(tasks)):
+        for _, results in self.inner.run(run_population_task, population_tasks(tasks, workers=self.workers)):
             yield from results
