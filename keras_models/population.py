@@ -4,7 +4,7 @@ compiled step of Keras's own layers, each member with its own learning rate and 
 Every member starts from the same weights (those of :class:`keras_models.Trainer` with the
 same seed and ``init``) and sees the same batches; only ``eta`` and ``lambda`` differ.
 
-* **Network.** :func:`keras_models.population_layers.wide_network`: the member model's
+* **Network.** :class:`keras_models.population_layers.WideNetwork`: the member model's
   layers, widened to carry every member (the first Conv2D takes every member's filters
   on the shared data, later ones are grouped convolutions, Dense layers are
   ``EinsumDense`` with a member axis). It is run with ``stateless_call`` on the members'
@@ -40,7 +40,7 @@ from scratch import optimizers as O
 from scratch.population import correct_counts, member_grid, refuse_dropout
 
 from .layout import to_scratch_array, weight_plan
-from .population_layers import Widen, member_keys, wide_network
+from .population_layers import WideNetwork, member_keys
 from .trainer import Trainer
 
 __all__ = ["Population"]
@@ -92,8 +92,7 @@ class Population:
     def _build(self):
         """The wide network for the current members and its two compiled functions."""
         ref = self.reference
-        net, kinds = wide_network(ref.model, ref.layers, ref.input_shape, self.size, self.dtype)
-        self._net, self._widen = net, Widen(kinds)
+        self._net = WideNetwork(ref.model, ref.layers, ref.input_shape, self.size, self.dtype)
         self._kernel_index = [i for i, k in enumerate(self._keys) if k.endswith(".kernel")]
         tf_dtype = tf.as_dtype(self.dtype)
         w_specs = [tf.TensorSpec(v.shape, tf_dtype) for v in self.params.values()]
@@ -104,20 +103,16 @@ class Population:
         self._step_fn = Trainer._compile(self._step, [w_specs, l_spec, x_spec, y_spec, i_spec], False)
         self._eval_fn = Trainer._compile(self._eval, [w_specs, x_spec, y_spec], False)
 
-    def _outputs(self, weights, x, training):
-        out, _ = self._net.stateless_call(self._widen(weights), [], x, training=training)
-        return out  # (N, P) + output_shape
-
     def _data_losses(self, y, out):
-        """Per-sample, per-member Keras loss values (N, P) of outputs (N, P, K), targets (N, K)."""
-        return self.reference._loss_fn(tf.broadcast_to(y[:, None], tf.shape(out)), out)
+        """Per-member, per-sample Keras loss values (P, N) of outputs (P, N, K), targets (N, K)."""
+        return self.reference._loss_fn(tf.broadcast_to(y[None], tf.shape(out)), out)
 
     def _step(self, weights, lmbdas, x, y, idx):
         """(objectives (P,), gradients in member layout) of the batch ``x[idx], y[idx]``."""
         xb, yb = tf.gather(x, idx), tf.gather(y, idx)
         with tf.GradientTape() as tape:
             tape.watch(weights)
-            data = tf.reduce_mean(self._data_losses(yb, self._outputs(weights, xb, True)), axis=0)
+            data = tf.reduce_mean(self._data_losses(yb, self._net(weights, xb, True)), axis=1)
             penalties = [lmbdas * tf.reduce_sum(tf.square(weights[i]), axis=list(range(1, weights[i].shape.rank)))
                          for i in self._kernel_index]
             # ExactL2 adds nothing for lambda = 0 (not 0 * sum, which is NaN once sum is inf)
@@ -126,8 +121,8 @@ class Population:
         return objective, tape.gradient(total, weights)
 
     def _eval(self, weights, x, y):
-        out = self._outputs(weights, x, False)
-        return tf.reduce_sum(self._data_losses(y, out), axis=0), out
+        out = self._net(weights, x, False)
+        return tf.reduce_sum(self._data_losses(y, out), axis=1), out
 
     # ------------------------------------------------------------------ data
     def tensors(self, x, y, name="x"):
@@ -173,7 +168,7 @@ class Population:
         for s in range(0, n, step):
             sums, out = self._eval_fn(weights, x[s:s + step], y[s:s + step])
             total += sums.numpy().astype(np.float64)
-            correct += correct_counts(np.moveaxis(out.numpy(), 1, 0), y[s:s + step].numpy())
+            correct += correct_counts(out.numpy(), y[s:s + step].numpy())
         return {"loss": total / n, "accuracy": correct / n}
 
     def keep(self, mask) -> None:

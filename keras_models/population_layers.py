@@ -12,18 +12,21 @@ layers are clones of the member model's (``from_config`` of their ``get_config``
   ``p``'s channels with member ``p``'s filters). Pooling and element-wise activations act
   per channel and are the member's layers unchanged; a softmax (over a member's channels)
   runs on ``(N, H, W, P, C)`` between two ``Reshape`` s.
-* **members** ``(N, P, F)``: ``Flatten`` becomes ``Reshape((H, W, P, C))``,
-  ``Permute((3, 1, 2, 4))`` and ``Reshape((P, H*W*C))``, so member ``p``'s features keep
-  the member's H, W, C order. A Dense is ``EinsumDense("npf,pfu->npu")`` with a bias per
-  member (``"nf,pfu->npu"`` on shared features); its activation acts on the last axis, a
-  member's units, as the member's does.
+* **members** ``(P, N, F)``: the member axis first, so that every Dense is one batched
+  product. ``Flatten`` becomes a reshape to ``(N, H, W, P, C)`` and a transpose to
+  ``(P, N, H*W*C)``: member ``p``'s features keep the member's H, W, C order. A Dense is
+  ``EinsumDense("pnf,pfu->pnu")`` with a bias per member (``"nf,pfu->npu"`` on shared
+  features, then transposed); its activation acts on the last axis, a member's units, as
+  the member's does.
 
-The wide layers hold no weights of their own: :class:`Widen` turns the members' weights,
-``(P,) + member shape`` each, into the wide layers' variables inside the compiled step
-(``stateless_call``), so gradients come back per member. Members never mix: every wide
-product reads one member's channels or features only.
+The wide layers hold no weights of their own: the members' weights, ``(P,) + member
+shape`` each, become the wide layers' variables inside the compiled step
+(:meth:`WideNetwork.variables`, run with ``stateless_call``), so gradients come back per
+member. Members never mix: every wide product reads one member's channels or features.
 """
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import layers as KL
@@ -33,7 +36,7 @@ from scratch import spec as S
 from .builder import entry_shapes, to_keras_shape
 from .layout import weight_plan
 
-__all__ = ["Widen", "member_keys", "wide_network"]
+__all__ = ["WideNetwork", "member_keys"]
 
 
 def _clone(layer, **changes):
@@ -53,73 +56,108 @@ def _is_softmax(activation) -> bool:
     return activation is keras.activations.softmax
 
 
-def wide_network(model, spec, input_shape, size: int, dtype: str):
-    """(wide ``keras.Sequential``, per parametric entry ``(kind, member kernel shape)``).
+class WideNetwork:
+    """The wide network of ``size`` members of the spec-built ``model``.
 
-    ``model``: the spec-built member model (:func:`keras_models.build`); ``spec``, its
-    layers; ``input_shape``: canonical; ``size``: P. Raises ValueError for a network with
-    no Conv2D or Dense (nothing per member to train) or with a Dropout.
-    """
-    shapes = entry_shapes(spec, input_shape)
-    stage, wide, kinds = "data", [], []
-    for entry, layer, (inp, out) in zip(spec, model.layers, shapes):
-        out_k = to_keras_shape(out)
-        if isinstance(entry, S.Dropout) and entry.rate > 0:
-            raise ValueError("layers: a Keras population has no per-member dropout masks; "
-                             "train networks with Dropout cell by cell")
-        if isinstance(entry, S.Conv2D):
-            softmax = _is_softmax(layer.activation)
-            changes = {"filters": size * entry.filters, "kernel_regularizer": None}
-            if softmax:
-                changes["activation"] = "linear"
-            if stage == "channels":
-                changes["groups"] = size
-            wide.append(_clone(layer, **changes))
-            if softmax:
-                wide.extend(_member_softmax(out_k, size, dtype))
-            kinds.append("Conv2D")
-            stage = "channels"
-        elif isinstance(entry, S.Dense):
-            equation = "nf,pfu->npu" if stage == "data" else "npf,pfu->npu"
-            wide.append(KL.EinsumDense(equation, (size, entry.units), bias_axes="pu",
-                                       activation=layer.activation, dtype=dtype))
-            kinds.append("Dense")
-            stage = "members"
-        elif isinstance(entry, S.Flatten) and stage == "channels":
-            h, w, c = to_keras_shape(inp)
-            wide.extend([KL.Reshape((h, w, size, c), dtype=dtype), KL.Permute((3, 1, 2, 4), dtype=dtype),
-                         KL.Reshape((size, h * w * c), dtype=dtype)])
-            stage = "members"
-        elif stage == "channels" and isinstance(entry, S.Activation) and entry.name == "softmax":
-            wide.extend(_member_softmax(out_k, size, dtype))
-        else:  # data-stage layers, pooling, element-wise activations, a softmax over member units
-            wide.append(_clone(layer))
-    if not kinds:
-        raise ValueError("layers: a population needs a Conv2D or Dense layer (its members' weights)")
-    net = keras.Sequential([keras.Input(shape=to_keras_shape(input_shape), dtype=dtype)] + wide)
-    return net, kinds
+    ``model``: the member model (:func:`keras_models.build`); ``spec``, its layers;
+    ``input_shape``: canonical. Calling it on the members' weights and NHWC data
+    ``(N, H, W, C)`` (or ``(N, F)``) gives every member's outputs ``(P, N) + output_shape``.
+    Raises ValueError for a network with no Conv2D or Dense (nothing per member to train)
+    or with a Dropout.
 
-
-class Widen:
-    """Members' weights ``[(P,) + member shape]`` -> the wide layers' variable values.
-
-    A Conv2D kernel ``(P, kh, kw, C, O)`` becomes ``(kh, kw, C, P*O)`` (column ``p*O + o``
-    is member ``p``'s filter ``o``), its bias ``(P, O)`` becomes ``(P*O,)``; a Dense kernel
-    ``(P, F, U)`` and bias ``(P, U)`` are the EinsumDense's as they are.
+    Attributes
+    ----------
+    body : keras.Sequential
+        The data and channel stages (and a Dense on shared features), data in, NHWC.
+    head : keras.Sequential or None
+        The member stage, ``(P, N, F)`` in.
+    kinds : tuple of "Conv2D" / "Dense"
+        The parametric layers in order; their weights alternate kernel, bias.
     """
 
-    def __init__(self, kinds):
-        self.kinds = tuple(kinds)
+    def __init__(self, model, spec, input_shape, size: int, dtype: str):
+        shapes = entry_shapes(spec, input_shape)
+        self.size, stage, body, head, kinds = size, "data", [], [], []
+        self._flat = None  # (H, W, C) of the Flatten that starts the member stage
+        for entry, layer, (inp, out) in zip(spec, model.layers, shapes):
+            out_k = to_keras_shape(out)
+            if isinstance(entry, S.Dropout) and entry.rate > 0:
+                raise ValueError("layers: a Keras population has no per-member dropout masks; "
+                                 "train networks with Dropout cell by cell")
+            if stage == "members":
+                if isinstance(entry, S.Dense):
+                    head.append(KL.EinsumDense("pnf,pfu->pnu", (None, entry.units), bias_axes="pu",
+                                               activation=layer.activation, dtype=dtype))
+                    kinds.append("Dense")
+                else:  # element-wise activations and softmax act on a member's units
+                    head.append(_clone(layer))
+            elif isinstance(entry, S.Conv2D):
+                softmax = _is_softmax(layer.activation)
+                changes = {"filters": size * entry.filters, "kernel_regularizer": None}
+                if softmax:
+                    changes["activation"] = "linear"
+                if stage == "channels":
+                    changes["groups"] = size
+                body.append(_clone(layer, **changes))
+                if softmax:
+                    body.extend(_member_softmax(out_k, size, dtype))
+                kinds.append("Conv2D")
+                stage = "channels"
+            elif isinstance(entry, S.Dense):  # on the shared data: (N, P, U), transposed below
+                body.append(KL.EinsumDense("nf,pfu->npu", (size, entry.units), bias_axes="pu",
+                                           activation=layer.activation, dtype=dtype))
+                kinds.append("Dense")
+                stage = "members"
+            elif isinstance(entry, S.Flatten) and stage == "channels":
+                self._flat = to_keras_shape(inp)
+                stage = "members"
+            elif stage == "channels" and isinstance(entry, S.Activation) and entry.name == "softmax":
+                body.extend(_member_softmax(out_k, size, dtype))
+            else:  # data-stage layers, pooling and element-wise activations
+                body.append(_clone(layer))
+        if not kinds:
+            raise ValueError("layers: a population needs a Conv2D or Dense layer (its members' weights)")
+        self.kinds, self.stage = tuple(kinds), stage
+        self.body = keras.Sequential([keras.Input(shape=to_keras_shape(input_shape), dtype=dtype)] + body)
+        n_body = 2 * sum(isinstance(l, (KL.Conv2D, KL.EinsumDense)) for l in body)
+        self._split = n_body
+        if head:
+            features = self.body.outputs[0].shape[-1] if self._flat is None else math.prod(self._flat)
+            self.head = keras.Sequential([keras.Input(batch_shape=(size, None, features), dtype=dtype)] + head)
+        else:
+            self.head = None
 
-    def __call__(self, weights):
+    def variables(self, weights) -> list:
+        """The members' weights ``[(P,) + member shape]`` as the wide layers' variables.
+
+        A Conv2D kernel ``(P, kh, kw, C, O)`` becomes ``(kh, kw, C, P*O)`` (column
+        ``p*O + o`` is member ``p``'s filter ``o``), its bias ``(P, O)`` becomes ``(P*O,)``;
+        a Dense kernel ``(P, F, U)`` is the EinsumDense's as it is, and its bias ``(P, U)``
+        is ``(P, 1, U)`` in the member stage."""
         out = []
-        for kind, kernel, bias in zip(self.kinds, weights[0::2], weights[1::2]):
+        for i, (kind, kernel, bias) in enumerate(zip(self.kinds, weights[0::2], weights[1::2])):
             if kind == "Conv2D":
                 p, kh, kw, c, o = kernel.shape
                 kernel = keras.ops.reshape(keras.ops.transpose(kernel, (1, 2, 3, 0, 4)), (kh, kw, c, p * o))
                 bias = keras.ops.reshape(bias, (-1,))
+            elif 2 * i >= self._split:
+                bias = keras.ops.expand_dims(bias, 1)
             out.extend([kernel, bias])
         return out
+
+    def __call__(self, weights, x, training: bool):
+        """Every member's outputs ``(P, N) + output_shape`` for the shared data ``x``."""
+        wide = self.variables(weights)
+        h, _ = self.body.stateless_call(wide[:self._split], [], x, training=training)
+        if self._flat is not None:  # (N, H, W, P*C) -> (P, N, H*W*C)
+            hh, ww, c = self._flat
+            h = keras.ops.reshape(keras.ops.transpose(keras.ops.reshape(h, (-1, hh, ww, self.size, c)),
+                                                      (3, 0, 1, 2, 4)), (self.size, -1, hh * ww * c))
+        elif self.stage == "members":  # a Dense on the shared data gave (N, P, U)
+            h = keras.ops.transpose(h, (1, 0, 2))
+        if self.head is not None:
+            h, _ = self.head.stateless_call(wide[self._split:], [], h, training=training)
+        return h
 
 
 def member_keys(model) -> list:
