@@ -147,3 +147,16 @@ def test_every_kind_of_layer_follows_its_serial_cell(name):
 def test_a_network_without_weights_is_refused():
     with pytest.raises(ValueError, match="a population needs a Conv2D or Dense layer"):
         Population((spec.Flatten(), spec.Activation("softmax")), (1, 2, 5), [0.1], [0.0])
+
+
+def test_evaluation_in_cache_sized_chunks_equals_the_trainers_chunks_of_1000():
+    from keras_models.population import EVAL_CHUNK
+
+    data = datasets.digits(dtype=np.float64)
+    population, cells = _pair(data, "sgd", "float64")
+    x, y = population.tensors(data.x_train, data.y_train)
+    assert x.shape[0] > 4 * EVAL_CHUNK  # several chunks, a short last one
+    ev = population.evaluate_batches(x, y, 1000)
+    for i, c in enumerate(cells):
+        r = c.evaluate_batches(x, y, 1000)
+        assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
