@@ -160,3 +160,35 @@ def test_evaluation_in_cache_sized_chunks_equals_the_trainers_chunks_of_1000():
     for i, c in enumerate(cells):
         r = c.evaluate_batches(x, y, 1000)
         assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
+
+
+def test_pooled_conv_routes_tied_maxima_as_conv2d_and_max_pooling2d_do():
+    """Integer data and an all-ones kernel: many windows hold equal maxima from different
+    patches, so a gradient sent to another cell than MaxPool2D's would change dW by whole
+    units (tested: it fails when the ties go to the last cell)."""
+    import keras
+    import tensorflow as tf
+
+    from keras_models.population_layers import PooledConv
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(-1, 2, size=(6, 7, 7, 2)).astype(np.float64))
+    kernel = tf.ones((3, 3, 2, 4), tf.float64)
+    bias = tf.constant([0.0, -1.0, 1.0, 0.5], tf.float64)
+    r = tf.constant(rng.normal(size=(6, 2, 2, 4)))
+    for activation in ("relu", "linear"):
+        conv = keras.layers.Conv2D(4, 3, activation=activation, dtype="float64")
+        pool = keras.layers.MaxPooling2D(2, dtype="float64")
+        ref = keras.Sequential([keras.Input((7, 7, 2), dtype="float64"), conv, pool])
+        fused = keras.Sequential([keras.Input((7, 7, 2), dtype="float64"), PooledConv(conv, pool, dtype="float64")])
+        results = []
+        for model in (ref, fused):
+            with tf.GradientTape() as tape:
+                tape.watch([kernel, bias])
+                out, _ = model.stateless_call([kernel, bias], [], x)
+                total = tf.reduce_sum(out * r)
+            results.append([out.numpy()] + [g.numpy() for g in tape.gradient(total, [kernel, bias])])
+        z = tf.nn.conv2d(x, kernel, 1, "VALID").numpy()[:, :4, :4].reshape(6, 2, 2, 2, 2, 4)  # (n, a, i, b, j, o)
+        assert np.sum(z[:, :, 0, :, 0] == z[:, :, 0, :, 1]) > 10  # ties between cells of a window
+        for a, b in zip(*results):  # equal up to the order of the gradient's sums
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
