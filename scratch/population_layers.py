@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Conv2DOp, DenseOp, DropoutOp, FlattenOp
+from .layers import ActivationOp, Conv2DOp, DenseOp, DropoutOp, FlattenOp
+from .population_convpool import SharedConvMaxPool, fuse
 
 __all__ = ["stages"]
 
@@ -85,25 +86,35 @@ class _MemberConv:
 
 
 class _Flatten:
-    """channels (N, P*C, H, W) -> (N, P, C*H*W): each member's features in C, H, W order."""
+    """channels (N, P*C, H, W) -> (N, P, C*H*W): each member's features in C, H, W order.
 
-    def __init__(self, op, population):
-        self.op, self.population = op, population
+    ``takes_features``: the stage before it takes its gradient as (N, P, C*H*W) too, so the
+    backward pass hands it on as it is (a transposed view) instead of copying it into the
+    channels layout."""
+
+    def __init__(self, op, population, takes_features=False):
+        self.op, self.population, self.takes_features = op, population, takes_features
 
     def forward(self, x, training):
         self._shape = x.shape
         return x.reshape(x.shape[0], self.population.size, -1)
 
     def backward(self, dout, need_dx=True):
-        return dout.reshape(self._shape)
+        return dout if self.takes_features else dout.reshape(self._shape)
 
 
 class _MemberDense:
     """A Dense: data (N, F), flattened channels (N, P, F) or members (P, N, F) -> members
-    (P, N, units), one (batched) product."""
+    (P, N, units), one (batched) product; with ``relu``, its relu activation too.
 
-    def __init__(self, op: DenseOp, keys, source: str):
-        self.op, self.keys, self.source = op, keys, source
+    relu runs in place on the product (nothing else holds it), and its backward multiplies
+    the gradient by ``[y > 0]`` (``y > 0`` exactly where the pre-activation is): the
+    scratch op's ``np.where(x > 0, dout, 0)`` up to the sign of zeros, which changes no later
+    number, except where dout holds inf or NaN (``inf * 0`` is NaN). Those make the bias
+    gradient, a sum over every sample, non-finite, and then the exact form is used."""
+
+    def __init__(self, op: DenseOp, keys, source: str, relu: bool = False):
+        self.op, self.keys, self.source, self.relu = op, keys, source, relu
 
     def forward(self, x, training, params):
         kernel, bias = params[self.keys[0]], params[self.keys[1]]
@@ -118,23 +129,40 @@ class _MemberDense:
             out = xm @ kernel
             out += bias[:, None, :]
             self._x = xm
+        if self.relu:
+            np.maximum(out, out.dtype.type(0), out=out)
+            self._y = out
         return out
 
     def backward(self, dout, need_dx, params, grads):
         kernel = params[self.keys[0]]
         gk, gb = grads[self.keys[0]], grads[self.keys[1]]
         p, f, u = kernel.shape
+        d = np.multiply(dout, self._y > 0) if self.relu else dout
         if self.source == "data":
-            dmat = dout.transpose(1, 0, 2).reshape(-1, p * u)              # (N, P*U)
+            dmat = d.transpose(1, 0, 2).reshape(-1, p * u)                 # (N, P*U)
+            sums = dmat.sum(axis=0)
+            if self.relu and not np.all(np.isfinite(sums)):
+                dmat = self._exact(dout).transpose(1, 0, 2).reshape(-1, p * u)
+                sums = dmat.sum(axis=0)
             gk[...] = (self._x.T @ dmat).reshape(f, p, u).transpose(1, 0, 2)
-            gb[...] = dmat.sum(axis=0).reshape(p, u)
+            gb[...] = sums.reshape(p, u)
             return None
-        gk[...] = self._x.transpose(0, 2, 1) @ dout
-        gb[...] = dout.sum(axis=1)
+        sums = d.sum(axis=1)
+        if self.relu and not np.all(np.isfinite(sums)):
+            d = self._exact(dout)
+            sums = d.sum(axis=1)
+        gk[...] = self._x.transpose(0, 2, 1) @ d
+        gb[...] = sums
         if not need_dx:
             return None
+        dout = d
         dx = dout @ kernel.transpose(0, 2, 1)                              # (P, N, F)
         return dx.transpose(1, 0, 2) if self.source == "flat" else dx
+
+    def _exact(self, dout):
+        """relu's backward as the scratch op computes it."""
+        return np.where(self._y > 0, dout, dout.dtype.type(0))
 
 
 class _MemberOp:
@@ -200,23 +228,34 @@ def stages(ops, population) -> list:
         return ValueError(f"{op.name}: a population cannot run this layer in the {layout} layout "
                           "(a softmax before the last layer, or a network that does not end in Dense)")
 
-    for op in ops:
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        i += 1
         keys = (f"{op.index}.kernel", f"{op.index}.bias")
         if isinstance(op, Conv2DOp):
             if layout not in ("data", "channels"):
                 raise unsupported(op)
-            stages.append((_SharedConv(op, keys) if layout == "data" else _MemberConv(op, keys), True))
+            fused = fuse(ops, i - 1, keys) if layout == "data" else None
+            if fused is not None:  # the conv, its relu and a tiling max pool as one stage
+                stages.append((fused[0], True))
+                i += fused[1] - 1
+            else:
+                stages.append((_SharedConv(op, keys) if layout == "data" else _MemberConv(op, keys), True))
             layout = "channels"
         elif isinstance(op, DenseOp):
             if layout == "channels":  # cannot happen: a Dense needs a flat input, a Flatten first
                 raise unsupported(op)
-            stages.append((_MemberDense(op, keys, layout), True))
+            relu = i < len(ops) and isinstance(ops[i], ActivationOp) and ops[i].act.name == "relu"
+            stages.append((_MemberDense(op, keys, layout, relu=relu), True))
+            i += relu
             layout = "members"
         elif layout == "data":
             stages.append((op, False))
         elif isinstance(op, FlattenOp):
             if layout == "channels":
-                stages.append((_Flatten(op, population), False))
+                takes = isinstance(stages[-1][0], SharedConvMaxPool)
+                stages.append((_Flatten(op, population, takes_features=takes), False))
                 layout = "flat"
             else:
                 stages.append((_Identity(), False))
