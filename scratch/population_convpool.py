@@ -23,18 +23,22 @@ MaxPool2D ops): see the notes on :class:`SharedConvMaxPool`.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .layers import ActivationOp, Conv2DOp, MaxPool2DOp
 
 __all__ = ["SharedConvMaxPool", "fuse"]
 
-#: Bytes of conv output per block: the block, its window maxima and masks stay in a 512 KiB L2.
-BLOCK_BYTES = 1 << 18
-#: Rows per block are a multiple of this: a GEMM over a block then computes every output
-#: element with the same instructions as one GEMM over all rows (BLAS kernels unroll rows in
-#: multiples of 16 at most; only the last block ends in the remainder rows, as the whole does).
-ROW_MULTIPLE = 16
+#: Bytes of conv output per block (measured best: 256 KiB blocks pay more per NumPy call, 1 MiB ones miss the L2 more).
+BLOCK_BYTES = 5 << 17
+#: Rows per block are a multiple of this. BLAS kernels compute the rows of a product in groups
+#: (24 at a time in single-threaded OpenBLAS's float32 kernel here, 4 or 8 in float64; 16 on
+#: others); a block that starts at a multiple of every such group computes each element with
+#: the same instructions as one product over all rows, and the last block ends in the same
+#: remainder rows as the whole. So the blocked conv output is bit for bit the unfused one.
+ROW_MULTIPLE = 48
 
 
 def fuse(ops, i, keys):
@@ -113,7 +117,7 @@ class SharedConvMaxPool:
 
     def _block(self, channels, itemsize):
         """Samples per block: about BLOCK_BYTES of conv output, rows a multiple of ROW_MULTIPLE."""
-        step = ROW_MULTIPLE // np.gcd(self.hw, ROW_MULTIPLE)  # fewest samples whose rows are a multiple
+        step = ROW_MULTIPLE // math.gcd(self.hw, ROW_MULTIPLE)  # fewest samples whose rows are a multiple
         return step * max(1, BLOCK_BYTES // (self.hw * channels * itemsize * step))
 
     def _windows(self, z, m, channels):
@@ -134,8 +138,8 @@ class SharedConvMaxPool:
         z_all = self._buffer("z", (nb * hw, po), dtype)
         best_all = self._buffer("best", (nb,) + self.pooled_hw + (po,), dtype)
         mask_all = self._buffer("mask", best_all.shape, bool)
+        zeros = self._zeros(best_all.shape, dtype)
         route = self._buffer("route", (n,) + self.pooled_hw + (po,), self.route_dtype) if training else None
-        zero = dtype.type(0)
         for s in range(0, n, nb):
             m = min(nb, n - s)
             z, best = z_all[:m * hw], best_all[:m]
@@ -150,16 +154,21 @@ class SharedConvMaxPool:
                 for qk in q[2:]:
                     np.maximum(best, qk, out=best)
             if training:
-                self._route(q, best, route[s:s + m], mask_all[:m])
+                self._route(q, best, route[s:s + m], mask_all[:m], zeros[:m])
             else:
                 np.add(best, b, out=best)
-            if self.relu:
-                np.maximum(best, zero, out=best)
+            if self.relu:  # against an array of zeros: NumPy's maximum with a scalar is not vectorised
+                np.maximum(best, zeros[:m], out=best)
             np.copyto(out[s:s + m], best.transpose(0, 3, 1, 2))
         self._cols, self._route_all = cols, route
         return out
 
-    def _route(self, q, best, route, mask):
+    def _zeros(self, shape, dtype):
+        zeros = self._buffer("zeros", shape, dtype)
+        zeros.fill(0)
+        return zeros
+
+    def _route(self, q, best, route, mask, zeros):
         """route (m, Hq, Wq, P*O) := the first k with ``q[k] == best``, or K where relu's
         gradient is zero (``best <= 0``).
 
@@ -168,18 +177,18 @@ class SharedConvMaxPool:
         first k with ``e_k == 0``, and is K - 1 when none before the last matches.
         """
         flags = mask.view(np.uint8)
+        one, k = self.route_dtype.type(1), self.route_dtype.type(len(q))
         if len(q) == 1:
             route.fill(0)
         else:
             np.not_equal(q[-2], best, out=mask)
             np.copyto(route, flags)
             for qk in reversed(q[:-2]):
-                route += 1
+                np.add(route, one, out=route)
                 np.not_equal(qk, best, out=mask)
                 np.multiply(route, flags, out=route)
         if self.relu:  # route := K where best <= 0: (route - K) * [best > 0] + K, in wrapping uints
-            k = self.route_dtype.type(len(q))
-            np.greater(best, best.dtype.type(0), out=mask)
+            np.greater(best, zeros, out=mask)
             np.subtract(route, k, out=route)
             np.multiply(route, flags, out=route)
             np.add(route, k, out=route)
@@ -192,31 +201,38 @@ class SharedConvMaxPool:
         p, o = gk.shape[:2]
         n = dout.shape[0]
         d5 = dout.reshape((n, p, o) + self.pooled_hw)  # a view for both layouts
-        dz = self._route_gradient(d5)
-        sums = dz.sum(axis=0)
+        dz, sums = self._route_gradient(d5)
         bad = np.flatnonzero(~np.isfinite(sums))
         if bad.size:  # see _route_gradient
             self._route_exactly(d5, dz, bad)
-            sums = dz.sum(axis=0)
+            sums[bad] = dz[:, bad].sum(axis=0)
         gb[...] = sums.reshape(gb.shape)
         gk[...] = (dz.T @ self._cols).reshape(gk.shape)
         return None
 
     def _route_gradient(self, d5):
-        """The conv output gradient (N*Ho*Wo, P*O) from the pooled one d5 (N, P, O, Hq, Wq).
+        """The conv output gradient dz (N*Ho*Wo, P*O) from the pooled one d5 (N, P, O, Hq, Wq),
+        and its column sums ``dz.sum(axis=0)``, the bias gradient.
 
         Each window offset's cells get ``dm * [route == k]``: the routed value itself, or a
         zero (of dm's sign). That is what the unfused stages' ``np.where`` gives (the sign
         of a zero changes no later number) except where dm holds inf or NaN, as ``inf * 0``
-        is NaN; then the column's sum (its bias gradient) is not finite, and the caller
-        redoes that column with :meth:`_route_exactly`. (A masked copy throughout would be
-        exact, but is several times slower on these irregular masks.)"""
+        is NaN; then the column's sum is not finite, and the caller redoes that column with
+        :meth:`_route_exactly`. (A masked copy throughout would be exact, but is several
+        times slower on these irregular masks.)
+
+        The sums are taken block by block while the block is in the cache, as one chain:
+        NumPy sums a C-contiguous array over axis 0 row after row, so the running sum,
+        written over the row just before the block (and put back after), continues the
+        very additions of ``dz.sum(axis=0)``.
+        """
         n, (p, o), hw, route = d5.shape[0], d5.shape[1:3], self.hw, self._route_all
         po = p * o
         nb = self._block(po, d5.dtype.itemsize)
         dz_all = self._buffer("dz", (n * hw, po), d5.dtype)
         dm_all = self._buffer("best", (nb,) + self.pooled_hw + (po,), d5.dtype)
         mask_all = self._buffer("mask", dm_all.shape, bool)
+        sums, saved = np.empty(po, d5.dtype), np.empty(po, d5.dtype)
         for s in range(0, n, nb):
             m = min(nb, n - s)
             dm, mask, dz = dm_all[:m], mask_all[:m], dz_all[s * hw:(s + m) * hw]
@@ -225,9 +241,17 @@ class SharedConvMaxPool:
             if not self.covers:  # cells outside every window get no gradient
                 dz.fill(0)
             for k, dzk in enumerate(self._windows(dz, m, po)):
-                np.equal(route[s:s + m], k, out=mask)
+                np.equal(route[s:s + m], self.route_dtype.type(k), out=mask)
                 np.multiply(dm, mask, out=dzk)
-        return dz_all
+            if s == 0:
+                np.sum(dz, axis=0, out=sums)
+            else:
+                before = dz_all[s * hw - 1]
+                np.copyto(saved, before)
+                np.copyto(before, sums)
+                np.sum(dz_all[s * hw - 1:(s + m) * hw], axis=0, out=sums)
+                np.copyto(before, saved)
+        return dz_all, sums
 
     def _route_exactly(self, d5, dz, columns):
         """Redo the conv output gradient dz (N*Ho*Wo, P*O) in ``columns`` (channel indices p*O

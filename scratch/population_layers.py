@@ -129,16 +129,25 @@ class _MemberDense:
             out = xm @ kernel
             out += bias[:, None, :]
             self._x = xm
-        if self.relu:
-            np.maximum(out, out.dtype.type(0), out=out)
+        if self.relu:  # against an array of zeros: NumPy's maximum with a scalar is not vectorised
+            np.maximum(out, self._zeros(out), out=out)
             self._y = out
         return out
+
+    def _zeros(self, like):
+        """Zeros of ``like``'s shape (P, N, U) and dtype: the first N samples of the largest
+        batch seen, kept from call to call (never written)."""
+        z = getattr(self, "_zero_buf", None)
+        p, n, u = like.shape
+        if z is None or z.shape[1] < n or (z.shape[0], z.shape[2], z.dtype) != (p, u, like.dtype):
+            z = self._zero_buf = np.zeros(like.shape, like.dtype)
+        return z[:, :n]
 
     def backward(self, dout, need_dx, params, grads):
         kernel = params[self.keys[0]]
         gk, gb = grads[self.keys[0]], grads[self.keys[1]]
         p, f, u = kernel.shape
-        d = np.multiply(dout, self._y > 0) if self.relu else dout
+        d = np.multiply(dout, np.greater(self._y, self._zeros(self._y))) if self.relu else dout
         if self.source == "data":
             dmat = d.transpose(1, 0, 2).reshape(-1, p * u)                 # (N, P*U)
             sums = dmat.sum(axis=0)
