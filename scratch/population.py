@@ -11,6 +11,9 @@ Every member starts from the same weights and sees the same batches; only ``eta`
 * the first parametric layer's input is shared (the data): its one GEMM takes every
   member's filters at once, ``(N*Ho*Wo, C*kh*kw) @ (C*kh*kw, P*out)``; the layers after it
   use batched matrix products, one per member in a single call;
+* where it is exact, a first Conv2D with its relu and a max pool whose windows tile its
+  output runs as one cache-blocked stage (:mod:`scratch.population_convpool`), and a
+  Dense carries its relu (:mod:`scratch.population_layers`);
 * ``eta`` and ``lambda`` are (P,) vectors; L2 is Keras's ``l2(lambda)`` per member
   (``lambda_p * sum(W_p**2)`` over kernels, ``2 * lambda_p * W_p`` in the gradient);
 * the optimizer is a scratch optimizer whose learning rate is the (P,) vector
@@ -24,7 +27,8 @@ member from the population after that epoch.
 
 Each member computes the same operations as a :class:`scratch.Sequential` with that
 member's ``eta`` and ``lambda``, in the same order; float64 trajectories agree with the
-cell-by-cell ones to rounding (``tests/test_population.py``).
+cell-by-cell ones to rounding (``tests/test_population.py``), and the fast paths give the
+general stages' numbers (``tests/test_population_fast.py``).
 """
 from __future__ import annotations
 
@@ -65,12 +69,14 @@ def _member_loss(loss, a, y, need_grad):
     outputs = grad = None
     if loss.name == "categorical_crossentropy":
         # log_softmax and softmax (scratch.layers) share z = x - max and exp(z): computed once.
+        # The same operations in place where an array has no later use (fewer big temporaries).
         flat = a.reshape(p * n, k)
         z = flat - row_max(flat)
         e = np.exp(z)
         sums = row_sums(e)
-        values = -np.sum((y * (z - np.log(sums)).reshape(p, n, k)).reshape(p, -1), axis=1) / n
-        outputs = (e / sums).reshape(p, n, k)
+        log_softmax = np.subtract(z, np.log(sums), out=z).reshape(p, n, k)
+        values = -np.sum(np.multiply(y, log_softmax, out=log_softmax).reshape(p, -1), axis=1) / n
+        outputs = np.divide(e, sums, out=e).reshape(p, n, k)
         if need_grad:
             grad = (outputs * y.sum(axis=1, keepdims=True) - y) / a.dtype.type(n)
     elif loss.name == "binary_crossentropy":

@@ -98,8 +98,10 @@ class SharedConvMaxPool:
         # Window offset k = di*pw + dj, as the scratch op numbers it: rows di, di+ph, ... of the
         # conv output, columns dj, dj+pw, ..., Hq x Wq of each (rows and columns past the last
         # whole window are dropped, as "valid" pooling drops them).
-        self.offsets = [(slice(di, di + ph * (hq - 1) + 1, ph), slice(dj, dj + pw * (wq - 1) + 1, pw))
-                        for di in range(ph) for dj in range(pw)]
+        rows = [slice(di, di + ph * (hq - 1) + 1, ph) for di in range(ph)]
+        cols = [slice(dj, dj + pw * (wq - 1) + 1, pw) for dj in range(pw)]
+        self.rows, self.cols = rows, cols
+        self.offsets = [(si, sj) for si in rows for sj in cols]
         self.hw, self.pooled_hw = ho * wo, (hq, wq)
         self.covers = (hq * ph, wq * pw) == (ho, wo)  # every conv output cell is in a window
         self.route_dtype = np.min_scalar_type(len(self.offsets))
@@ -133,12 +135,15 @@ class SharedConvMaxPool:
         cols, _ = self.conv.columns(x)                       # (N*Ho*Wo, C*kh*kw)
         weights = kernel.reshape(po, -1).T                   # (C*kh*kw, P*O), as the unfused stage
         b = bias.reshape(-1)
-        out = np.empty((n, po) + self.pooled_hw, dtype)
+        # The output lives until this step's backward pass (the Dense after the Flatten keeps
+        # it); the next forward pass of the same kind may reuse it (no page faults).
+        out = self._buffer("out" if training else "out_eval", (n, po) + self.pooled_hw, dtype)
         nb = self._block(po, dtype.itemsize)
         z_all = self._buffer("z", (nb * hw, po), dtype)
         best_all = self._buffer("best", (nb,) + self.pooled_hw + (po,), dtype)
         mask_all = self._buffer("mask", best_all.shape, bool)
         zeros = self._zeros(best_all.shape, dtype)
+        half_all = self._buffer("half", (nb, self.pooled_hw[0], self.conv.out_hw[1], po), dtype)
         route = self._buffer("route", (n,) + self.pooled_hw + (po,), self.route_dtype) if training else None
         for s in range(0, n, nb):
             m = min(nb, n - s)
@@ -146,13 +151,8 @@ class SharedConvMaxPool:
             np.matmul(cols[s * hw:(s + m) * hw], weights, out=z)
             if training:
                 np.add(z, b, out=z)
+            self._max(z.reshape((m,) + self.conv.out_hw + (po,)), best, half_all[:m])
             q = self._windows(z, m, po)
-            if len(q) == 1:
-                np.copyto(best, q[0])
-            else:
-                np.maximum(q[0], q[1], out=best)
-                for qk in q[2:]:
-                    np.maximum(best, qk, out=best)
             if training:
                 self._route(q, best, route[s:s + m], mask_all[:m], zeros[:m])
             else:
@@ -162,6 +162,24 @@ class SharedConvMaxPool:
             np.copyto(out[s:s + m], best.transpose(0, 3, 1, 2))
         self._cols, self._route_all = cols, route
         return out
+
+    def _max(self, z4, best, half):
+        """best (m, Hq, Wq, P*O) := the window maxima of z4 (m, Ho, Wo, P*O): over the ph rows
+        of each window first (whole conv rows, long contiguous runs), into half (m, Hq, Wo,
+        P*O), then over its pw columns. The maximum is exact, so the order does not matter."""
+        rows = [z4[:, si] for si in self.rows]
+        if len(rows) > 1:
+            np.maximum(rows[0], rows[1], out=half)
+            for r in rows[2:]:
+                np.maximum(half, r, out=half)
+            rows = [half]
+        cols = [rows[0][:, :, sj] for sj in self.cols]
+        if len(cols) == 1:
+            np.copyto(best, cols[0])
+        else:
+            np.maximum(cols[0], cols[1], out=best)
+            for c in cols[2:]:
+                np.maximum(best, c, out=best)
 
     def _zeros(self, shape, dtype):
         zeros = self._buffer("zeros", shape, dtype)

@@ -23,6 +23,10 @@ __all__ = ["stages"]
 # p*C to (p+1)*C - 1, so the scratch pooling and activation ops run on it unchanged, and the
 # shared Conv2D's GEMM output (N*Ho*Wo, P*O) is already this layout); "members" (P, N, F)
 # from the first Dense on. Flatten turns "channels" into (N, P, C*H*W).
+#
+# Fast paths, chosen by :func:`stages` only where they give the same numbers: the first
+# Conv2D, its relu and a max pool whose windows tile its output as one stage
+# (:mod:`scratch.population_convpool`), and a relu right after a Dense run by the Dense.
 
 
 class _SharedConv:
@@ -115,6 +119,11 @@ class _MemberDense:
 
     def __init__(self, op: DenseOp, keys, source: str, relu: bool = False):
         self.op, self.keys, self.source, self.relu = op, keys, source, relu
+        #: Set by :func:`stages` when a later stage consumes the output within the pass: it
+        #: is then written into storage kept from call to call (big arrays allocated anew
+        #: cost page faults), one for training and one for evaluation.
+        self.reuse = False
+        self._storage = {}
 
     def forward(self, x, training, params):
         kernel, bias = params[self.keys[0]], params[self.keys[1]]
@@ -126,13 +135,22 @@ class _MemberDense:
             self._x = x
         else:
             xm = x.transpose(1, 0, 2) if self.source == "flat" else x   # (P, N, F)
-            out = xm @ kernel
+            out = np.matmul(xm, kernel, out=self._output((p, xm.shape[1], u), kernel.dtype, training))
             out += bias[:, None, :]
             self._x = xm
         if self.relu:  # against an array of zeros: NumPy's maximum with a scalar is not vectorised
             np.maximum(out, self._zeros(out), out=out)
             self._y = out
         return out
+
+    def _output(self, shape, dtype, training):
+        if not self.reuse:
+            return None
+        size = int(np.prod(shape))
+        flat = self._storage.get(training)
+        if flat is None or flat.size < size or flat.dtype != dtype:
+            flat = self._storage[training] = np.empty(size, dtype)
+        return flat[:size].reshape(shape)
 
     def _zeros(self, like):
         """Zeros of ``like``'s shape (P, N, U) and dtype: the first N samples of the largest
@@ -278,6 +296,9 @@ def stages(ops, population) -> list:
             stages.append((op, False))
     if layout != "members":
         raise ValueError("layers: a population needs a network that ends in a Dense layer")
+    for stage, _ in stages[:-1]:  # the last stage's output leaves the population
+        if isinstance(stage, _MemberDense):
+            stage.reuse = True
     return stages
 
 
