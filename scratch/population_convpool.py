@@ -31,7 +31,8 @@ from .layers import ActivationOp, Conv2DOp, MaxPool2DOp
 
 __all__ = ["SharedConvMaxPool", "fuse"]
 
-#: Bytes of conv output per block (measured best: 256 KiB blocks pay more per NumPy call, 1 MiB ones miss the L2 more).
+#: Bytes of conv output per block (measured best: smaller blocks pay more NumPy calls per
+#: sample, larger ones miss the L2 cache more).
 BLOCK_BYTES = 5 << 17
 #: Rows per block are a multiple of this. BLAS kernels compute the rows of a product in groups
 #: (24 at a time in single-threaded OpenBLAS's float32 kernel here, 4 or 8 in float64; 16 on
@@ -152,9 +153,8 @@ class SharedConvMaxPool:
             if training:
                 np.add(z, b, out=z)
             self._max(z.reshape((m,) + self.conv.out_hw + (po,)), best, half_all[:m])
-            q = self._windows(z, m, po)
             if training:
-                self._route(q, best, route[s:s + m], mask_all[:m], zeros[:m])
+                self._route(self._windows(z, m, po), best, route[s:s + m], mask_all[:m], zeros[:m])
             else:
                 np.add(best, b, out=best)
             if self.relu:  # against an array of zeros: NumPy's maximum with a scalar is not vectorised
@@ -182,6 +182,7 @@ class SharedConvMaxPool:
                 np.maximum(best, c, out=best)
 
     def _zeros(self, shape, dtype):
+        """An array of zeros (relu's other operand), refilled: it shares no memory with others."""
         zeros = self._buffer("zeros", shape, dtype)
         zeros.fill(0)
         return zeros
