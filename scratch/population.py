@@ -11,6 +11,9 @@ Every member starts from the same weights and sees the same batches; only ``eta`
 * the first parametric layer's input is shared (the data): its one GEMM takes every
   member's filters at once, ``(N*Ho*Wo, C*kh*kw) @ (C*kh*kw, P*out)``; the layers after it
   use batched matrix products, one per member in a single call;
+* where it is exact, a first Conv2D with its relu and a max pool whose windows tile its
+  output runs as one cache-blocked stage (:mod:`scratch.population_convpool`), and a
+  Dense carries its relu (:mod:`scratch.population_layers`);
 * ``eta`` and ``lambda`` are (P,) vectors; L2 is Keras's ``l2(lambda)`` per member
   (``lambda_p * sum(W_p**2)`` over kernels, ``2 * lambda_p * W_p`` in the gradient);
 * the optimizer is a scratch optimizer whose learning rate is the (P,) vector
@@ -24,7 +27,8 @@ member from the population after that epoch.
 
 Each member computes the same operations as a :class:`scratch.Sequential` with that
 member's ``eta`` and ``lambda``, in the same order; float64 trajectories agree with the
-cell-by-cell ones to rounding (``tests/test_population.py``).
+cell-by-cell ones to rounding (``tests/test_population.py``), and the fast paths give the
+general stages' numbers (``tests/test_population_fast.py``).
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from . import losses as L
 from . import optimizers as O
 from . import spec as S
 from .data import epoch_batches
-from .layers import log_softmax, sigmoid, softmax
+from .layers import sigmoid
 from .population_layers import stages
 from .model import Sequential
 
@@ -47,27 +51,85 @@ __all__ = ["Population", "correct_counts", "member_grid", "member_loss", "member
 # --------------------------------------------------------------------------- losses
 
 
-def member_loss(loss: L.Loss, a: np.ndarray, y: np.ndarray):
+def member_loss(loss: L.Loss, a: np.ndarray, y: np.ndarray, need_grad: bool = True):
     """Per-member mean loss and its gradient: ``a`` (P, N, K), ``y`` (N, K) shared.
 
-    Returns ``(values (P,) in a's dtype, grad (P, N, K))``; member ``p``'s entries are
-    what ``loss.value_and_grad(a[p], y)`` computes, in the same order of operations.
+    Returns ``(values (P,) in a's dtype, grad (P, N, K))`` (grad None without ``need_grad``);
+    member ``p``'s entries are what ``loss.value_and_grad(a[p], y)`` computes, in the same
+    order of operations.
     """
+    values, grad, _ = _member_loss(loss, a, y, need_grad)
+    return values, grad
+
+
+def _member_loss(loss, a, y, need_grad):
+    """:func:`member_loss` plus the outputs (P, N, K) ``loss.outputs`` gives, when they come
+    at no cost (the softmax of the cross-entropy), else None."""
     p, n, k = a.shape
+    outputs = grad = None
     if loss.name == "categorical_crossentropy":
+        # log_softmax and softmax (scratch.layers) share z = x - max and exp(z): computed once.
+        # The same operations in place where an array has no later use (fewer big temporaries).
         flat = a.reshape(p * n, k)
-        values = -np.sum((y * log_softmax(flat).reshape(p, n, k)).reshape(p, -1), axis=1) / n
-        grad = (softmax(flat).reshape(p, n, k) * y.sum(axis=1, keepdims=True) - y) / a.dtype.type(n)
+        z = flat - row_max(flat)
+        e = np.exp(z)
+        sums = row_sums(e)
+        log_softmax = np.subtract(z, np.log(sums), out=z).reshape(p, n, k)
+        values = -np.sum(np.multiply(y, log_softmax, out=log_softmax).reshape(p, -1), axis=1) / n
+        outputs = np.divide(e, sums, out=e).reshape(p, n, k)
+        if need_grad:
+            grad = (outputs * y.sum(axis=1, keepdims=True) - y) / a.dtype.type(n)
     elif loss.name == "binary_crossentropy":
         values = np.mean((np.maximum(a, 0) - y * a + np.log1p(np.exp(-np.abs(a)))).reshape(p, -1), axis=1)
-        grad = (sigmoid(a) - y) / a.dtype.type(n * k)
+        if need_grad:
+            grad = (sigmoid(a) - y) / a.dtype.type(n * k)
     elif loss.name == "mse":
         diff = a - y
         values = np.mean((diff * diff).reshape(p, -1), axis=1)
-        grad = (2 / a.dtype.type(n * k)) * diff
+        outputs = a
+        if need_grad:
+            grad = (2 / a.dtype.type(n * k)) * diff
     else:  # pragma: no cover - the loss table and this one are kept together
         raise ValueError(f"loss: {loss.name!r} has no population form")
-    return values, grad
+    return values, grad, outputs
+
+
+def row_max(x: np.ndarray) -> np.ndarray:
+    """``x.max(axis=1, keepdims=True)`` of a 2-D ``x``, by columns: NumPy reduces short rows
+    one row at a time, while K - 1 maxima of whole columns run vectorised. The maximum is
+    exact, so the order does not matter (NaN propagates either way)."""
+    out = x[:, :1].copy()
+    for j in range(1, x.shape[1]):
+        np.maximum(out, x[:, j:j + 1], out=out)
+    return out
+
+
+def row_sums(x: np.ndarray) -> np.ndarray:
+    """``x.sum(axis=1, keepdims=True)`` of a 2-D ``x``, bit for bit, by columns.
+
+    NumPy sums a contiguous row pairwise: fewer than 8 elements one after the other; up to
+    128 in eight running sums ``r_j`` of elements j, j+8, ..., combined as ``((r0+r1)+(r2+r3))
+    + ((r4+r5)+(r6+r7))``, then the last K % 8 elements one by one. The same additions on
+    whole columns give the same bits (``tests/test_population_fast.py`` checks it) without
+    NumPy's per-row cost; longer rows are left to NumPy.
+    """
+    k = x.shape[1]
+    if k > 128 or not x.flags.c_contiguous:
+        return x.sum(axis=1, keepdims=True)
+    col = [x[:, j:j + 1] for j in range(k)]
+    if k < 8:
+        out = col[0].copy()
+        rest = col[1:]
+    else:
+        r = [c.copy() for c in col[:8]]
+        for i in range(8, k - k % 8, 8):
+            for j in range(8):
+                r[j] += col[i + j]
+        out = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        rest = col[k - k % 8:]
+    for c in rest:
+        out += c
+    return out
 
 
 # --------------------------------------------------------------------------- the population
@@ -201,9 +263,10 @@ class Population:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             for i in range(0, n, step):
                 a = self._logits(x[i:i + step], False)
-                value, _ = member_loss(self.loss, a, y[i:i + step])
+                value, _, outputs = _member_loss(self.loss, a, y[i:i + step], need_grad=False)
                 total += value.astype(np.float64) * a.shape[1]
-                outputs = a if self._final is None else self.loss.outputs(a.reshape((-1,) + a.shape[2:]))
+                if outputs is None:
+                    outputs = a if self._final is None else self.loss.outputs(a.reshape((-1,) + a.shape[2:]))
                 correct += correct_counts(outputs.reshape(a.shape), y[i:i + step])
         return {"loss": total / n, "accuracy": correct / n}
 

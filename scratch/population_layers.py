@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import Conv2DOp, DenseOp, DropoutOp, FlattenOp
+from .layers import ActivationOp, Conv2DOp, DenseOp, DropoutOp, FlattenOp
+from .population_convpool import SharedConvMaxPool, fuse
 
 __all__ = ["stages"]
 
@@ -22,6 +23,10 @@ __all__ = ["stages"]
 # p*C to (p+1)*C - 1, so the scratch pooling and activation ops run on it unchanged, and the
 # shared Conv2D's GEMM output (N*Ho*Wo, P*O) is already this layout); "members" (P, N, F)
 # from the first Dense on. Flatten turns "channels" into (N, P, C*H*W).
+#
+# Fast paths, chosen by :func:`stages` only where they give the same numbers: the first
+# Conv2D, its relu and a max pool whose windows tile its output as one stage
+# (:mod:`scratch.population_convpool`), and a relu right after a Dense run by the Dense.
 
 
 class _SharedConv:
@@ -85,25 +90,40 @@ class _MemberConv:
 
 
 class _Flatten:
-    """channels (N, P*C, H, W) -> (N, P, C*H*W): each member's features in C, H, W order."""
+    """channels (N, P*C, H, W) -> (N, P, C*H*W): each member's features in C, H, W order.
 
-    def __init__(self, op, population):
-        self.op, self.population = op, population
+    ``takes_features``: the stage before it takes its gradient as (N, P, C*H*W) too, so the
+    backward pass hands it on as it is (a transposed view) instead of copying it into the
+    channels layout."""
+
+    def __init__(self, op, population, takes_features=False):
+        self.op, self.population, self.takes_features = op, population, takes_features
 
     def forward(self, x, training):
         self._shape = x.shape
         return x.reshape(x.shape[0], self.population.size, -1)
 
     def backward(self, dout, need_dx=True):
-        return dout.reshape(self._shape)
+        return dout if self.takes_features else dout.reshape(self._shape)
 
 
 class _MemberDense:
     """A Dense: data (N, F), flattened channels (N, P, F) or members (P, N, F) -> members
-    (P, N, units), one (batched) product."""
+    (P, N, units), one (batched) product; with ``relu``, its relu activation too.
 
-    def __init__(self, op: DenseOp, keys, source: str):
-        self.op, self.keys, self.source = op, keys, source
+    relu runs in place on the product (nothing else holds it), and its backward multiplies
+    the gradient by ``[y > 0]`` (``y > 0`` exactly where the pre-activation is): the
+    scratch op's ``np.where(x > 0, dout, 0)`` up to the sign of zeros, which changes no later
+    number, except where dout holds inf or NaN (``inf * 0`` is NaN). Those make the bias
+    gradient, a sum over every sample, non-finite, and then the exact form is used."""
+
+    def __init__(self, op: DenseOp, keys, source: str, relu: bool = False):
+        self.op, self.keys, self.source, self.relu = op, keys, source, relu
+        #: Set by :func:`stages` when a later stage consumes the output within the pass: it
+        #: is then written into storage kept from call to call (big arrays allocated anew
+        #: cost page faults), one for training and one for evaluation.
+        self.reuse = False
+        self._storage = {}
 
     def forward(self, x, training, params):
         kernel, bias = params[self.keys[0]], params[self.keys[1]]
@@ -115,26 +135,61 @@ class _MemberDense:
             self._x = x
         else:
             xm = x.transpose(1, 0, 2) if self.source == "flat" else x   # (P, N, F)
-            out = xm @ kernel
+            out = np.matmul(xm, kernel, out=self._output((p, xm.shape[1], u), kernel.dtype, training))
             out += bias[:, None, :]
             self._x = xm
+        if self.relu:  # against an array of zeros: NumPy's maximum with a scalar is not vectorised
+            np.maximum(out, self._zeros(out), out=out)
+            self._y = out
         return out
+
+    def _output(self, shape, dtype, training):
+        if not self.reuse:
+            return None
+        size = int(np.prod(shape))
+        flat = self._storage.get(training)
+        if flat is None or flat.size < size or flat.dtype != dtype:
+            flat = self._storage[training] = np.empty(size, dtype)
+        return flat[:size].reshape(shape)
+
+    def _zeros(self, like):
+        """Zeros of ``like``'s shape (P, N, U) and dtype: the first N samples of the largest
+        batch seen, kept from call to call (never written)."""
+        z = getattr(self, "_zero_buf", None)
+        p, n, u = like.shape
+        if z is None or z.shape[1] < n or (z.shape[0], z.shape[2], z.dtype) != (p, u, like.dtype):
+            z = self._zero_buf = np.zeros(like.shape, like.dtype)
+        return z[:, :n]
 
     def backward(self, dout, need_dx, params, grads):
         kernel = params[self.keys[0]]
         gk, gb = grads[self.keys[0]], grads[self.keys[1]]
         p, f, u = kernel.shape
+        d = np.multiply(dout, np.greater(self._y, self._zeros(self._y))) if self.relu else dout
         if self.source == "data":
-            dmat = dout.transpose(1, 0, 2).reshape(-1, p * u)              # (N, P*U)
+            dmat = d.transpose(1, 0, 2).reshape(-1, p * u)                 # (N, P*U)
+            sums = dmat.sum(axis=0)
+            if self.relu and not np.all(np.isfinite(sums)):
+                dmat = self._exact(dout).transpose(1, 0, 2).reshape(-1, p * u)
+                sums = dmat.sum(axis=0)
             gk[...] = (self._x.T @ dmat).reshape(f, p, u).transpose(1, 0, 2)
-            gb[...] = dmat.sum(axis=0).reshape(p, u)
+            gb[...] = sums.reshape(p, u)
             return None
-        gk[...] = self._x.transpose(0, 2, 1) @ dout
-        gb[...] = dout.sum(axis=1)
+        sums = d.sum(axis=1)
+        if self.relu and not np.all(np.isfinite(sums)):
+            d = self._exact(dout)
+            sums = d.sum(axis=1)
+        gk[...] = self._x.transpose(0, 2, 1) @ d
+        gb[...] = sums
         if not need_dx:
             return None
+        dout = d
         dx = dout @ kernel.transpose(0, 2, 1)                              # (P, N, F)
         return dx.transpose(1, 0, 2) if self.source == "flat" else dx
+
+    def _exact(self, dout):
+        """relu's backward as the scratch op computes it."""
+        return np.where(self._y > 0, dout, dout.dtype.type(0))
 
 
 class _MemberOp:
@@ -200,23 +255,34 @@ def stages(ops, population) -> list:
         return ValueError(f"{op.name}: a population cannot run this layer in the {layout} layout "
                           "(a softmax before the last layer, or a network that does not end in Dense)")
 
-    for op in ops:
+    i = 0
+    while i < len(ops):
+        op = ops[i]
+        i += 1
         keys = (f"{op.index}.kernel", f"{op.index}.bias")
         if isinstance(op, Conv2DOp):
             if layout not in ("data", "channels"):
                 raise unsupported(op)
-            stages.append((_SharedConv(op, keys) if layout == "data" else _MemberConv(op, keys), True))
+            fused = fuse(ops, i - 1, keys) if layout == "data" else None
+            if fused is not None:  # the conv, its relu and a tiling max pool as one stage
+                stages.append((fused[0], True))
+                i += fused[1] - 1
+            else:
+                stages.append((_SharedConv(op, keys) if layout == "data" else _MemberConv(op, keys), True))
             layout = "channels"
         elif isinstance(op, DenseOp):
             if layout == "channels":  # cannot happen: a Dense needs a flat input, a Flatten first
                 raise unsupported(op)
-            stages.append((_MemberDense(op, keys, layout), True))
+            relu = i < len(ops) and isinstance(ops[i], ActivationOp) and ops[i].act.name == "relu"
+            stages.append((_MemberDense(op, keys, layout, relu=relu), True))
+            i += relu
             layout = "members"
         elif layout == "data":
             stages.append((op, False))
         elif isinstance(op, FlattenOp):
             if layout == "channels":
-                stages.append((_Flatten(op, population), False))
+                takes = isinstance(stages[-1][0], SharedConvMaxPool)
+                stages.append((_Flatten(op, population, takes_features=takes), False))
                 layout = "flat"
             else:
                 stages.append((_Identity(), False))
@@ -230,6 +296,9 @@ def stages(ops, population) -> list:
             stages.append((op, False))
     if layout != "members":
         raise ValueError("layers: a population needs a network that ends in a Dense layer")
+    for stage, _ in stages[:-1]:  # the last stage's output leaves the population
+        if isinstance(stage, _MemberDense):
+            stage.reuse = True
     return stages
 
 
