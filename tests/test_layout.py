@@ -50,12 +50,14 @@ def test_keras_weight_plan_and_array_conversions(dtype):
 
 
 def test_keras_environment_is_set_in_one_place():
-    """Importing keras_models sets the backend (the user's log level wins); only env.py sets them."""
-    code = ("import os; os.environ.pop('KERAS_BACKEND', None); os.environ['TF_CPP_MIN_LOG_LEVEL'] = '1'; "
-            "import torch, keras_models, keras; "
-            "print(os.environ['KERAS_BACKEND'], os.environ['TF_CPP_MIN_LOG_LEVEL'], keras.backend.backend())")
+    """Importing keras_models sets the backend and oneDNN (the user's log level wins); only
+    env.py sets them."""
+    code = ("import os; os.environ.pop('KERAS_BACKEND', None); os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None); "
+            "os.environ['TF_CPP_MIN_LOG_LEVEL'] = '1'; import torch, keras_models, keras; "
+            "print(os.environ['KERAS_BACKEND'], os.environ['TF_CPP_MIN_LOG_LEVEL'], "
+            "os.environ['TF_ENABLE_ONEDNN_OPTS'], keras.backend.backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["tensorflow", "1", "tensorflow"]
+    assert out.stdout.split() == ["tensorflow", "1", "1", "tensorflow"]
     package = pathlib.Path(km.__file__).parent
     setters = sorted(p.name for p in package.glob("*.py") if "os.environ" in p.read_text())
     assert setters == ["env.py"]
