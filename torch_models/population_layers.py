@@ -76,17 +76,20 @@ class Workspace:
         return buf
 
 
-def pooled_max(w, cols, relu, space):
+def pooled_max(w, cols, relu, space, leads=None):
     """``max over k of w @ cols[k]`` (then ReLU if ``relu``) for ``w`` (R, K) and ``cols``
-    (W, K, L), W window offsets: (R, L). Each product is made in the workspace's
-    buffer ``"z"`` and folded into the running maximum at once, so the W products are
-    never stored together."""
+    (W, K, L), W window offsets: (R, L), a buffer of ``space``. Each product is made in
+    the workspace's buffer ``"z"`` and folded into the running maximum at once, so the W
+    products are never stored together. With ``leads`` (W - 1, R, L), ``leads[k - 1]``
+    is set to 1.0 where offset k is strictly above the maximum of the offsets before it
+    (so the first maximum of each window is the last offset that leads)."""
     z = space.take("z", (w.shape[0], cols.shape[2]), w)
-    m = space.take("max", z.shape, w)  # reused: autograd's version check guards a pending backward pass
-    torch.mm(w, cols[0], out=z)
-    m.copy_(z)
+    m = space.take("max", z.shape, w)
+    torch.mm(w, cols[0], out=m)
     for k in range(1, cols.shape[0]):
         torch.mm(w, cols[k], out=z)
+        if leads is not None:
+            torch.gt(z, m, out=leads[k - 1])
         torch.maximum(m, z, out=m)
     return m.clamp_min_(0) if relu else m
 
@@ -98,39 +101,37 @@ class PooledProduct(torch.autograd.Function):
     The gradient of each output goes to the first window offset holding the maximum,
     as ``max_pool2d`` routes it (it keeps the first of tied values in window order), and
     through the ReLU only where the output is > 0 (``relu(max z) = max relu(z)``, and a
-    pooled ReLU output of 0 passes no gradient either way). The backward pass remakes
-    each product with the same call into the same buffer (the same numbers, bit for bit)
-    and walks the offsets in order, giving each position equal to the maximum what is
-    left of the gradient; so it never holds more than one product.
+    pooled ReLU output of 0 passes no gradient either way). The forward pass records,
+    per offset, where it took the lead; the backward pass walks the offsets from the
+    last and gives each leading position what is left of the gradient.
     """
 
     @staticmethod
     def forward(ctx, w, cols, relu, space):
-        # An alias of the workspace's buffer: it shares the buffer's version counter, so a
-        # later forward pass overwriting the buffer makes this one's backward pass raise.
-        m = pooled_max(w, cols, relu, space).detach()
-        ctx.save_for_backward(w, cols, m)
+        leads = space.take("leads", (cols.shape[0] - 1, w.shape[0], cols.shape[2]), w)
+        # Aliases of the workspace's buffers share their version counters: a later forward
+        # pass overwriting them makes this one's backward pass raise instead of lying.
+        m = pooled_max(w, cols, relu, space, leads).detach()
+        ctx.save_for_backward(cols, m, leads)
         ctx.relu, ctx.space = relu, space
         return m
 
     @staticmethod
     def backward(ctx, g):
-        w, cols, m = ctx.saved_tensors
-        z = ctx.space.take("z", m.shape, m)
+        cols, m, leads = ctx.saved_tensors
         rest = ctx.space.take("rest", m.shape, m)  # the gradient not yet given to an offset
+        dz = ctx.space.take("z", m.shape, m)
         if ctx.relu:
             torch.gt(m, 0, out=rest)
             rest.mul_(g)
         else:
             rest.copy_(g)
-        dw = w.new_zeros(w.shape[::-1])  # transposed: (K, R) += cols[k] @ dz.T is the fast product
-        for k in range(cols.shape[0] - 1):  # the window offsets, in max_pool2d's scan order
-            torch.mm(w, cols[k], out=z)      # the forward pass's product again
-            torch.eq(z, m, out=z)            # 1.0 where this offset holds the maximum
-            z.mul_(rest)
-            rest.sub_(z)                     # exact: what is left, or 0
-            dw.addmm_(cols[k], z.T)
-        dw.addmm_(cols[-1], rest.T)
+        dw = m.new_zeros((cols.shape[1], m.shape[0]))  # transposed: cols[k] @ dz.T is the fast product
+        for k in range(cols.shape[0] - 1, 0, -1):
+            torch.mul(rest, leads[k - 1], out=dz)   # the positions offset k leads, and holds
+            rest.sub_(dz)                            # exact: what is left, or 0
+            dw.addmm_(cols[k], dz.T)
+        dw.addmm_(cols[0], rest.T)                   # offset 0 holds what no later one took
         return dw.T, None, None, None
 
 
