@@ -149,3 +149,27 @@ def test_member_state_is_a_copy_in_the_torch_layout():
     assert {k: tuple(v.shape) for k, v in state.items()} == {k: tuple(v.shape) for k, v in model.named_parameters()}
     state["0.weight"].zero_()
     assert population.params["0.weight"][1].abs().sum() > 0
+
+
+def test_evaluation_before_training_then_training():
+    """The fused stage's buffers made under inference mode still serve training."""
+    data = datasets.digits(dtype=np.float64, limit=100)
+    layers = ARCHS["conv_relu_pool (fused)"][0]
+    population = Population(layers, data.input_shape, [0.05, 0.1], [0.0, 1e-3], dtype="float64")
+    cells = [Trainer(layers, data.input_shape, learning_rate=e, l2=l, dtype="float64")
+             for e, l in ((0.05, 0.0), (0.1, 1e-3))]
+    x, y = population.tensors(data.x_train, data.y_train)
+    before = population.evaluate_batches(x, y, 1000)
+    assert before["loss"] == pytest.approx([c.evaluate_batches(x, y, 1000)["loss"] for c in cells], rel=1e-12)
+    batches = epoch_batches(x.shape[0], 10, 0, 0)[:3]
+    np.testing.assert_allclose(population.train_epoch(x, y, batches), [c.train_epoch(x, y, batches) for c in cells],
+                               rtol=1e-12, atol=0)
+
+
+def test_the_reference_model_builds_no_torch_optimizer():
+    """The population steps with the scratch rules; a torch.optim optimizer would only cost
+    the import of torch._dynamo (seconds) at the first one of a process."""
+    population = Population(ARCHS["conv_relu_pool (fused)"][0], (1, 8, 8), [0.1], [0.0], optimizer="adam")
+    assert population.reference.optimizer is None and type(population.optimizer).__name__ == "Adam"
+    with pytest.raises(ValueError, match="unknown optimizer 'bogus'"):
+        Population(ARCHS["conv_relu_pool (fused)"][0], (1, 8, 8), [0.1], [0.0], optimizer="bogus")

@@ -3,10 +3,12 @@ spec-built model, run for P members at once, differentiated by plain autograd.
 
 :func:`stages` reads the children of the model (``torch_models.build``, without its
 fused final activation) and returns one stage per child (or per fused group of
-children); each stage maps activations of every member to the next layer's, reading the
-member weights from a dict of stacked tensors keyed by the model's parameter names
-(``(P,) + parameter shape``: a Conv2d weight ``(P, out, in, kh, kw)``, a Linear weight
-``(P, out, in)``, a bias ``(P, out)``).
+children). A stage is called ``stage(x, params, p, training)``: it maps the activations
+``x`` of all ``p`` members to the next layer's, reading the member weights from
+``params``, stacked tensors keyed by the model's parameter names (``(P,) + parameter
+shape``: a Conv2d weight ``(P, out, in, kh, kw)``, a Linear weight ``(P, out, in)``, a
+bias ``(P, out)``); ``training`` tells the fused first stage to keep what its backward
+pass needs.
 
 Layouts
 -------
@@ -53,9 +55,9 @@ DATA, MAPS, FEATURES = "data", "maps", "features"
 #: Modules applied element by element: they run on every layout unchanged.
 _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Identity)
 #: Modules acting on each (plane, sample) image alone: they run on ``data`` and ``maps``.
+_SPATIAL = (nn.MaxPool2d, nn.AvgPool2d, AvgPool2dSame, nn.ZeroPad2d, nn.ConstantPad2d)
 #: Activations a first Conv2d and its max pooling absorb (ReLU commutes with the max).
 _FUSABLE_ACT = (nn.ReLU, nn.Identity)
-_SPATIAL = (nn.MaxPool2d, nn.AvgPool2d, AvgPool2dSame, nn.ZeroPad2d, nn.ConstantPad2d)
 
 
 # --------------------------------------------------------------------------- pooling

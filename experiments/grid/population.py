@@ -11,7 +11,7 @@ returns one result per cell, in the row and curve format of
 pairs, so the runner writes every cell as before.
 
 The populations are :class:`scratch.population.Population` (NumPy) and
-:class:`torch_models.population.Population` (``torch.func``), both driven by
+:class:`torch_models.population.Population` (batched torch modules), both driven by
 :func:`scratch.population.run_population`. Keras cells, and torch cells of a network
 with dropout, are trained one after the other inside the same unit of work, with
 :func:`~experiments.grid.cells.run_cell`: :class:`keras_models.population.Population`
