@@ -37,6 +37,8 @@ ARCHS = {  # name: (layers, expected first stage): every layer kind and fused/un
                                          S.Flatten(), SOFTMAX), "_Module"),
     "dense first, hidden softmax": ((S.Flatten(), S.Dense(12, activation="softmax"), S.Activation("relu"), SOFTMAX),
                                     "_Module"),
+    "dense first, relu in place": ((S.Flatten(), S.Dense(12, activation="relu"), S.Activation("relu"), SOFTMAX),
+                                   "_Module"),
 }
 
 

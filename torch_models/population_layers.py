@@ -344,6 +344,8 @@ def stages(body: nn.Sequential) -> list:
             out.append(_MapsSoftmax(channels) if layout == MAPS else _Module(m))
         elif isinstance(m, nn.Dropout) and m.p == 0:
             continue  # the identity
+        elif isinstance(m, nn.ReLU) and out and isinstance(out[-1], (_SharedConv, _MemberConv, _SharedDense)):
+            out.append(_ReluInPlace())
         elif isinstance(m, _ELEMENTWISE) or (isinstance(m, _SPATIAL) and layout != FEATURES):
             out.append(_Module(m))
         else:
@@ -353,6 +355,14 @@ def stages(body: nn.Sequential) -> list:
     elif layout == MAPS:
         raise ValueError("population: the model's output must be flat (end it with Flatten and Dense)")
     return out
+
+
+class _ReluInPlace:
+    """``nn.ReLU`` on a product's fresh output, in place: a product's backward pass needs
+    its inputs, not its output, so no second array of that size is made."""
+
+    def __call__(self, x, params, p, training):
+        return torch.relu_(x)
 
 
 class _Broadcast:
