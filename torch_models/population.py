@@ -213,9 +213,8 @@ class Population:
                 xb, yb = x[i:i + step], y[i:i + step]
                 a = self._logits(xb, self.params, False)  # (P, K, n)
                 total += member_losses(self._loss, a, yb.T).numpy().astype(np.float64) * a.shape[2]
-                a = a.transpose(1, 2).reshape(-1, a.shape[1])  # (P*n, K), as the serial model's rows
-                out = a if self._final is None else self._final(a)
-                correct += correct_counts(out.view(self.size, -1, out.shape[1]).numpy(), yb.numpy())
+                out = a if self._final is None else self._final(a)  # nn.Softmax(dim=1): over K
+                correct += correct_counts(out.transpose(1, 2).numpy(), yb.numpy())
         return {"loss": total / n, "accuracy": correct / n}
 
     def keep(self, mask) -> None:
