@@ -122,7 +122,7 @@ def test_fused_pooling_sends_tied_gradients_where_max_pool2d_does():
 def test_pooled_product_gradient_without_ties():
     w = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     cols = torch.randn(4, 4, 6, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda v: PooledProduct.apply(v, cols, False, Workspace()), (w,))
+    assert torch.autograd.gradcheck(lambda v: PooledProduct.apply(v, cols, Workspace()), (w,))
 
 
 def test_a_second_forward_pass_makes_a_pending_backward_pass_fail():
@@ -131,8 +131,8 @@ def test_a_second_forward_pass_makes_a_pending_backward_pass_fail():
     space = Workspace()
     w = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     cols = torch.randn(4, 5, 7, dtype=torch.float64)
-    first = PooledProduct.apply(w, cols, True, space)
-    PooledProduct.apply(w * 2, cols, True, space)
+    first = PooledProduct.apply(w, cols, space)
+    PooledProduct.apply(w * 2, cols, space)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         first.sum().backward()
 

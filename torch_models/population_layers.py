@@ -78,13 +78,13 @@ class Workspace:
         return buf
 
 
-def pooled_max(w, cols, relu, space, leads=None):
-    """``max over k of w @ cols[k]`` (then ReLU if ``relu``) for ``w`` (R, K) and ``cols``
-    (W, K, L), W window offsets: (R, L), a buffer of ``space``. Each product is made in
-    the workspace's buffer ``"z"`` and folded into the running maximum at once, so the W
-    products are never stored together. With ``leads`` (W - 1, R, L), ``leads[k - 1]``
-    is set to 1.0 where offset k is strictly above the maximum of the offsets before it
-    (so the first maximum of each window is the last offset that leads)."""
+def pooled_max(w, cols, space, leads=None):
+    """``max over k of w @ cols[k]`` for ``w`` (R, K) and ``cols`` (W, K, L), W window
+    offsets: (R, L), a buffer of ``space``. Each product is made in the workspace's
+    buffer ``"z"`` and folded into the running maximum at once, so the W products are
+    never stored together. With ``leads`` (W - 1, R, L), ``leads[k - 1]`` is set to 1.0
+    where offset k is strictly above the maximum of the offsets before it (so the first
+    maximum of each window is at the last offset that leads there)."""
     z = space.take("z", (w.shape[0], cols.shape[2]), w)
     m = space.take("max", z.shape, w)
     torch.mm(w, cols[0], out=m)
@@ -93,48 +93,43 @@ def pooled_max(w, cols, relu, space, leads=None):
         if leads is not None:
             torch.gt(z, m, out=leads[k - 1])
         torch.maximum(m, z, out=m)
-    return m.clamp_min_(0) if relu else m
+    return m
 
 
 class PooledProduct(torch.autograd.Function):
-    """:func:`pooled_max` with its gradient for ``w``: the first convolution, its ReLU
-    (or none) and a non-overlapping max pooling in one.
+    """:func:`pooled_max` with its gradient for ``w``: the first convolution and a
+    non-overlapping max pooling in one.
 
     The gradient of each output goes to the first window offset holding the maximum,
-    as ``max_pool2d`` routes it (it keeps the first of tied values in window order), and
-    through the ReLU only where the output is > 0 (``relu(max z) = max relu(z)``, and a
-    pooled ReLU output of 0 passes no gradient either way). The forward pass records,
-    per offset, where it took the lead; the backward pass walks the offsets from the
-    last and gives each leading position what is left of the gradient.
+    as ``max_pool2d`` routes it (it keeps the first of tied values in window order). The
+    forward pass records, per offset, where it took the lead; the backward pass walks
+    the offsets from the last and gives each leading position what is left of the
+    gradient.
     """
 
     @staticmethod
-    def forward(ctx, w, cols, relu, space):
+    def forward(ctx, w, cols, space):
         leads = space.take("leads", (cols.shape[0] - 1, w.shape[0], cols.shape[2]), w)
-        # Aliases of the workspace's buffers share their version counters: a later forward
-        # pass overwriting them makes this one's backward pass raise instead of lying.
-        m = pooled_max(w, cols, relu, space, leads).detach()
-        ctx.save_for_backward(cols, m, leads)
-        ctx.relu, ctx.space = relu, space
-        return m
+        pooled_max(w, cols, space, leads)
+        # Saved aliases of the workspace's buffers share their version counters: a later
+        # forward pass overwriting them makes this one's backward pass raise, not lie.
+        ctx.save_for_backward(cols, leads.detach())
+        ctx.space = space
+        return space.take("max", leads.shape[1:], w).detach()
 
     @staticmethod
     def backward(ctx, g):
-        cols, m, leads = ctx.saved_tensors
-        rest = ctx.space.take("rest", m.shape, m)  # the gradient not yet given to an offset
-        dz = ctx.space.take("z", m.shape, m)
-        if ctx.relu:
-            torch.gt(m, 0, out=rest)
-            rest.mul_(g)
-        else:
-            rest.copy_(g)
-        dw = m.new_zeros((cols.shape[1], m.shape[0]))  # transposed: cols[k] @ dz.T is the fast product
+        cols, leads = ctx.saved_tensors
+        rest = ctx.space.take("rest", g.shape, g)  # the gradient not yet given to an offset
+        dz = ctx.space.take("z", g.shape, g)
+        rest.copy_(g)
+        dw = g.new_zeros((cols.shape[1], g.shape[0]))  # transposed: cols[k] @ dz.T is the fast product
         for k in range(cols.shape[0] - 1, 0, -1):
             torch.mul(rest, leads[k - 1], out=dz)   # the positions offset k leads, and holds
             rest.sub_(dz)                            # exact: what is left, or 0
             dw.addmm_(cols[k], dz.T)
         dw.addmm_(cols[0], rest.T)                   # offset 0 holds what no later one took
-        return dw.T, None, None, None
+        return dw.T, None, None
 
 
 # --------------------------------------------------------------------------- stages
@@ -247,8 +242,10 @@ class _SharedConvPool(_Conv):
     (kernel = stride, no padding): ``data`` -> ``maps`` (P*O, N, Hp, Wp).
 
     The columns are grouped by window offset, so the pooling is a max over the products
-    of one filter matrix with each offset's columns (:class:`PooledProduct`); the ReLU
-    comes after the max, on a quarter of the elements (for a 2x2 pool)."""
+    of one filter matrix with each offset's columns (:class:`PooledProduct`). The ReLU
+    comes after the max, in place, on a quarter of the elements (for a 2x2 pool):
+    ``relu(max z) = max relu(z)``, and a pooled output of 0 passes no gradient either
+    way (``max_pool2d`` sends it to a ReLU output of 0)."""
 
     def __init__(self, name, conv, relu, pool: nn.MaxPool2d):
         super().__init__(name, conv)
@@ -257,10 +254,9 @@ class _SharedConvPool(_Conv):
     def __call__(self, x, params, p, training):
         cols, (hp, wp) = self.shared_columns(x, self.pool)
         w = self.augmented_weights(params, p)
-        if training:
-            m = PooledProduct.apply(w, cols, self.relu, self.space)
-        else:
-            m = pooled_max(w, cols, self.relu, self.space)
+        m = PooledProduct.apply(w, cols, self.space) if training else pooled_max(w, cols, self.space)
+        if self.relu:
+            m = torch.relu_(m)
         return m.view(p * self.out, hp, wp, x.shape[0]).permute(0, 3, 1, 2)
 
 
