@@ -195,7 +195,12 @@ class Trainer:
         self._has_dropout = any(isinstance(m, nn.Dropout) and m.p > 0 for m in self.model.modules())
         self.optimizer_name = optimizer
         self.learning_rate = learning_rate
-        self.optimizer = make_optimizer(optimizer, self.model.parameters(), learning_rate, **optimizer_kwargs)
+        self.optimizer = self._native_optimizer(optimizer, learning_rate, optimizer_kwargs)
+
+    def _native_optimizer(self, name, learning_rate, hyper):
+        """The ``torch.optim`` instance (:func:`make_optimizer`); a hook for models that
+        step their weights otherwise (:class:`torch_models.population.Population`)."""
+        return make_optimizer(name, self.model.parameters(), learning_rate, **hyper)
 
     def __repr__(self):
         return (f"Trainer(loss={self.loss.name!r}, optimizer={self.optimizer_name!r}, "

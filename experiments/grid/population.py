@@ -11,7 +11,7 @@ returns one result per cell, in the row and curve format of
 pairs, so the runner writes every cell as before.
 
 The populations are :class:`scratch.population.Population` (NumPy),
-:class:`torch_models.population.Population` (``torch.func``) and
+:class:`torch_models.population.Population` (the spec-built model's modules, batched) and
 :class:`keras_models.population.Population` (Keras's own layers, widened), all driven by
 :func:`scratch.population.run_population`. Cells of a network with Dropout in torch or
 Keras (whose serial trainers draw masks from the framework's own generator) are trained
