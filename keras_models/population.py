@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from scratch import optimizers as O
-from scratch.population import correct_counts, member_grid, refuse_dropout
+from scratch.population import correct_counts, member_grid, refuse_dropout, step_unfrozen
 
 from .layout import to_scratch_array, weight_plan
 from .population_layers import WideNetwork, member_keys
@@ -146,12 +146,7 @@ class Population:
         objective, grads = self._step_fn(self._weights(), lmbdas, x, y, tf.constant(idx, tf.int64))
         objective = objective.numpy().astype(np.float64)
         self.frozen |= ~np.isfinite(objective)
-        saved = {k: v[self.frozen] for k, v in self.params.items()} if self.frozen.any() else None
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            self.optimizer.step(self.params, {k: g.numpy() for k, g in zip(self._keys, grads)})
-        if saved is not None:
-            for k, v in saved.items():
-                self.params[k][self.frozen] = v
+        step_unfrozen(self.optimizer, self.params, {k: g.numpy() for k, g in zip(self._keys, grads)}, self.frozen)
         return objective
 
     def train_epoch(self, x, y, batches) -> np.ndarray:

@@ -45,7 +45,7 @@ from .population_layers import stages
 from .model import Sequential
 
 __all__ = ["Population", "correct_counts", "member_grid", "member_loss", "member_values", "refuse_dropout",
-           "run_population"]
+           "run_population", "step_unfrozen"]
 
 
 # --------------------------------------------------------------------------- losses
@@ -239,11 +239,7 @@ class Population:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             objective, _ = self.objectives(x, y)
             self.frozen |= ~np.isfinite(objective)
-            saved = {k: v[self.frozen] for k, v in self.params.items()} if self.frozen.any() else None
-            self.optimizer.step(self.params, self.grads)
-            if saved is not None:
-                for k, v in saved.items():
-                    self.params[k][self.frozen] = v
+            step_unfrozen(self.optimizer, self.params, self.grads, self.frozen)
         return objective
 
     def train_epoch(self, x, y, batches) -> np.ndarray:
@@ -269,6 +265,18 @@ class Population:
                     outputs = a if self._final is None else self.loss.outputs(a.reshape((-1,) + a.shape[2:]))
                 correct += correct_counts(outputs.reshape(a.shape), y[i:i + step])
         return {"loss": total / n, "accuracy": correct / n}
+
+
+def step_unfrozen(optimizer, params: dict, grads: dict, frozen: np.ndarray) -> None:
+    """``optimizer.step(params, grads)`` for the members where ``frozen`` (P,) is false:
+    the frozen members' weights are put back as they were, so a NaN gradient or optimizer
+    state never reaches them (their own state may change; they are dropped after the epoch)."""
+    saved = {k: v[frozen] for k, v in params.items()} if frozen.any() else None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        optimizer.step(params, grads)
+    if saved is not None:
+        for k, v in saved.items():
+            params[k][frozen] = v
 
 
 def correct_counts(outputs, y) -> np.ndarray:
