@@ -142,3 +142,18 @@ def test_networks_with_dropout_train_cell_by_cell_in_torch_and_keras(tmp_path, m
     monkeypatch.setattr(architectures, "get", lambda name: with_dropout)
     tasks = {t.framework: t for t in cell_tasks(tiny(tmp_path, frameworks=("scratch", "torch", "keras")))}
     assert {fw: vectorised(t) for fw, t in tasks.items()} == {"scratch": True, "torch": False, "keras": False}
+
+
+def test_keras_networks_with_a_second_conv2d_train_cell_by_cell(tmp_path):
+    """lenet's second Conv2D would be a grouped convolution in the wide Keras network."""
+    from experiments.grid.population import population_tasks, vectorised
+
+    config = tiny(tmp_path, frameworks=("scratch", "torch", "keras"), arch="lenet", dataset="synthetic",
+                  input_shape=(1, 28, 28))
+    tasks = cell_tasks(config)
+    assert {t.framework: vectorised(t) for t in tasks} == {"scratch": True, "torch": True, "keras": False}
+    course = {t.framework: vectorised(t) for t in cell_tasks(tiny(tmp_path, frameworks=("keras",)))}
+    assert course == {"keras": True}
+    units = population_tasks(tasks, workers=2)
+    keras_units = [u for u in units if u.framework == "keras"]
+    assert keras_units and all(len(u.cells) == 1 for u in keras_units)

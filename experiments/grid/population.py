@@ -100,7 +100,8 @@ def population_tasks(tasks, budget: float = MEMORY_BUDGET, workers: int = 1) -> 
 def vectorised(task: CellTask) -> bool:
     """Whether the cells of ``task``'s framework and seed train as one population: a
     framework of :data:`POPULATION_FRAMEWORKS`, and for torch and Keras no dropout (their
-    serial trainers draw dropout masks from the framework's own generator, cell by cell)."""
+    serial trainers draw dropout masks from the framework's own generator, cell by cell),
+    and for Keras at most one Conv2D (later ones would be TensorFlow's slow grouped ones)."""
     from scratch import architectures, spec
 
     if task.framework not in POPULATION_FRAMEWORKS:
@@ -108,7 +109,14 @@ def vectorised(task: CellTask) -> bool:
     if task.framework == "scratch":
         return True
     layers = architectures.get(task.arch)
-    return not any(isinstance(l, spec.Dropout) and l.rate > 0 for l in layers)
+    if any(isinstance(l, spec.Dropout) and l.rate > 0 for l in layers):
+        return False
+    if task.framework == "keras":
+        # A Conv2D after the first one is a grouped Conv2D(P*O, groups=P) in the wide Keras
+        # network, and TensorFlow's CPU grouped convolution is slow: on the lenet grid the
+        # Keras population took 5x the time of its cells one by one (measured 247 s against 49 s).
+        return sum(isinstance(l, spec.Conv2D) for l in layers) <= 1
+    return True
 
 
 def run_population_task(ptask: PopulationTask) -> list:
