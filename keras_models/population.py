@@ -28,10 +28,13 @@ Weights: ``params`` maps the scratch keys (``"<spec index>.kernel"``, ``".bias"`
 ``(P,) + Keras shape`` arrays; :meth:`Population.member_state` gives one member's weights
 in the scratch layout (as :func:`keras_models.to_scratch` gives a model's).
 
-Data: NHWC tensors and (N, K) targets, as :meth:`Population.tensors` makes them from
-canonical NumPy arrays.
+Data: NHWC tensors, or the first layer's window columns (taken once per data set where
+they fit :data:`COLUMNS_BUDGET`), and (N, K) targets, as :meth:`Population.tensors` makes
+them from canonical NumPy arrays.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -43,10 +46,13 @@ from .layout import to_scratch_array, weight_plan
 from .population_layers import WideNetwork, member_keys
 from .trainer import Trainer
 
-__all__ = ["EVAL_CHUNK", "Population"]
+__all__ = ["COLUMNS_BUDGET", "EVAL_CHUNK", "Population"]
 
 #: The largest evaluation chunk, in samples (see :meth:`Population.evaluate_batches`).
 EVAL_CHUNK = 250
+#: The most bytes :meth:`Population.tensors` spends on a data set's window columns; larger
+#: data sets stay NHWC and each batch's columns are taken inside the step.
+COLUMNS_BUDGET = 2 ** 28
 
 
 class Population:
@@ -93,18 +99,26 @@ class Population:
 
     # ------------------------------------------------------------------ the compiled functions
     def _build(self):
-        """The wide network for the current members and its two compiled functions."""
+        """The wide network for the current members; its compiled functions come with the
+        first data of each form (:meth:`_functions`)."""
         ref = self.reference
         self._net = WideNetwork(ref.model, ref.layers, ref.input_shape, self.size, self.dtype)
         self._kernel_index = [i for i, k in enumerate(self._keys) if k.endswith(".kernel")]
-        tf_dtype = tf.as_dtype(self.dtype)
-        w_specs = [tf.TensorSpec(v.shape, tf_dtype) for v in self.params.values()]
-        x_spec = tf.TensorSpec((None,) + tuple(ref.model.input_shape[1:]), tf_dtype)
-        y_spec = tf.TensorSpec((None,) + tuple(self.output_shape), tf_dtype)
-        l_spec = tf.TensorSpec((self.size,), tf_dtype)
-        i_spec = tf.TensorSpec((None,), tf.int64)
-        self._step_fn = Trainer._compile(self._step, [w_specs, l_spec, x_spec, y_spec, i_spec], False)
-        self._eval_fn = Trainer._compile(self._eval, [w_specs, x_spec, y_spec], False)
+        self._compiled = {}
+
+    def _functions(self, x):
+        """(step, evaluation) compiled for data shaped as ``x`` (NHWC or window columns)."""
+        form = tuple(x.shape[1:])
+        if form not in self._compiled:
+            tf_dtype = tf.as_dtype(self.dtype)
+            w_specs = [tf.TensorSpec(v.shape, tf_dtype) for v in self.params.values()]
+            x_spec = tf.TensorSpec((None,) + form, tf_dtype)
+            y_spec = tf.TensorSpec((None,) + tuple(self.output_shape), tf_dtype)
+            l_spec = tf.TensorSpec((self.size,), tf_dtype)
+            i_spec = tf.TensorSpec((None,), tf.int64)
+            self._compiled[form] = (Trainer._compile(self._step, [w_specs, l_spec, x_spec, y_spec, i_spec], False),
+                                    Trainer._compile(self._eval, [w_specs, x_spec, y_spec], False))
+        return self._compiled[form]
 
     def _data_losses(self, y, out):
         """Per-member, per-sample Keras loss values (P, N) of outputs (P, N, K), targets (N, K)."""
@@ -129,10 +143,20 @@ class Population:
 
     # ------------------------------------------------------------------ data
     def tensors(self, x, y, name="x"):
-        """Checked canonical NumPy ``x`` and labels or targets ``y`` as NHWC tensors."""
+        """Checked canonical NumPy ``x`` and labels or targets ``y`` as the tensors the
+        population trains on: ``x`` as the first layer's window columns when the network
+        starts with a :class:`~keras_models.population_layers.PooledConv` and they take at
+        most :data:`COLUMNS_BUDGET` bytes (computed once here, not once per batch), else
+        NHWC; ``y`` (N, K)."""
         ref = self.reference
         x = ref._check_x(x, name)
-        return ref._native(x, ref._targets(y, x.shape[0], "y" if name == "x" else f"{name[:-1]}y"))
+        x, y = ref._native(x, ref._targets(y, x.shape[0], "y" if name == "x" else f"{name[:-1]}y"))
+        columns = self._net.columns
+        if columns is not None and x.shape[0]:
+            per_sample = math.prod(columns(x[:1]).shape[1:]) * x.dtype.size
+            if x.shape[0] * per_sample <= COLUMNS_BUDGET:
+                x = columns(x)
+        return x, y
 
     # ------------------------------------------------------------------ training
     def _weights(self):
@@ -143,7 +167,8 @@ class Population:
         tensors ``x``, ``y``; the objectives (P,) before the step. A member whose objective
         is NaN or inf is frozen now, this step included."""
         lmbdas = self.lmbdas.astype(self.dtype)
-        objective, grads = self._step_fn(self._weights(), lmbdas, x, y, tf.constant(idx, tf.int64))
+        step, _ = self._functions(x)
+        objective, grads = step(self._weights(), lmbdas, x, y, tf.constant(idx, tf.int64))
         objective = objective.numpy().astype(np.float64)
         self.frozen |= ~np.isfinite(objective)
         step_unfrozen(self.optimizer, self.params, {k: g.numpy() for k, g in zip(self._keys, grads)}, self.frozen)
@@ -166,9 +191,9 @@ class Population:
         n = int(x.shape[0])
         step = min(EVAL_CHUNK, n if batch_size is None else int(batch_size))
         total, correct = np.zeros(self.size), np.zeros(self.size)
-        weights = self._weights()
+        weights, (_, evaluate) = self._weights(), self._functions(x)
         for s in range(0, n, step):
-            sums, out = self._eval_fn(weights, x[s:s + step], y[s:s + step])
+            sums, out = evaluate(weights, x[s:s + step], y[s:s + step])
             total += sums.numpy().astype(np.float64)
             correct += correct_counts(out.numpy(), y[s:s + step].numpy())
         return {"loss": total / n, "accuracy": correct / n}

@@ -8,7 +8,7 @@ from experiments import datasets
 from keras_models import Trainer, to_scratch
 from keras_models.population import Population
 from scratch import architectures, spec
-from scratch.data import epoch_batches
+from scratch.data import as_targets, epoch_batches
 from scratch.optimizers import OPTIMIZERS
 from scratch.population import run_population
 
@@ -23,13 +23,19 @@ def _pair(data, optimizer, dtype, etas=ETAS, lmbdas=LMBDAS):
     return population, cells
 
 
-def _steps(population, cells, x, y, steps, batch_size=20):
+def _data(population, x, y):
+    """The population's tensors and the cells' (checked canonical arrays) of the same data."""
+    return population.tensors(x, y), (x, as_targets(y, population.output_shape[0], population.dtype))
+
+
+def _steps(population, cells, data, steps, batch_size=20):
+    (x, y), (cx, cy) = data
     pop, ref = [], []
     epoch = 0
     while sum(o.shape[1] for o in pop) < steps:
         batches = epoch_batches(int(x.shape[0]), batch_size, 0, epoch)
         pop.append(population.train_epoch(x, y, batches))
-        ref.append(np.array([c.train_epoch(x, y, batches) for c in cells]))
+        ref.append(np.array([c.train_epoch(cx, cy, batches) for c in cells]))
         epoch += 1
     return np.concatenate(pop, 1)[:, :steps], np.concatenate(ref, 1)[:, :steps]
 
@@ -47,15 +53,15 @@ def test_float64_members_follow_their_keras_cells_for_100_steps(optimizer):
     data = datasets.digits(dtype=np.float64, limit=200)
     etas = ETAS / 10 if optimizer in ("rmsprop", "adam", "adagrad") else ETAS
     population, cells = _pair(data, optimizer, "float64", etas)
-    x, y = population.tensors(data.x_train, data.y_train)
-    pop, ref = _steps(population, cells, x, y, 100)
+    both = _data(population, data.x_train, data.y_train)
+    pop, ref = _steps(population, cells, both, 100)
     np.testing.assert_allclose(pop, ref, rtol=1e-12, atol=0)
     _weights_close(population, cells, 1e-12)
     if optimizer != "sgd":  # the evaluation is the same for every optimizer: traced once here
         return
-    ev = population.evaluate_batches(x, y, 1000)
+    ev = population.evaluate_batches(*both[0], 1000)
     for i, c in enumerate(cells):
-        r = c.evaluate_batches(x, y, 1000)
+        r = c.evaluate_batches(*both[1], 1000)
         assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
 
 
@@ -68,8 +74,7 @@ def test_float32_members_stay_within_the_stated_bound(optimizer):
     data = datasets.digits(dtype=np.float32, limit=200)
     etas = ETAS / 10 if optimizer == "adam" else ETAS
     population, cells = _pair(data, optimizer, "float32", etas)
-    x, y = population.tensors(data.x_train, data.y_train)
-    pop, ref = _steps(population, cells, x, y, 100)
+    pop, ref = _steps(population, cells, _data(population, data.x_train, data.y_train), 100)
     np.testing.assert_allclose(pop, ref, rtol=5e-4, atol=0)
     _weights_close(population, cells, 1e-4)
 
@@ -135,13 +140,13 @@ def test_every_kind_of_layer_follows_its_serial_cell(name):
     population = Population(layers, (1, 6, 6), etas, lmbdas, loss=loss, optimizer="momentum", dtype="float64")
     cells = [Trainer(layers, (1, 6, 6), loss=loss, optimizer="momentum", learning_rate=e, l2=l, dtype="float64")
              for e, l in zip(etas, lmbdas)]
-    xt, yt = population.tensors(x, y)
-    pop, ref = _steps(population, cells, xt, yt, 30, batch_size=10)
+    both = _data(population, x, y)
+    pop, ref = _steps(population, cells, both, 30, batch_size=10)
     np.testing.assert_allclose(pop, ref, rtol=1e-12, atol=0)
     _weights_close(population, cells, 1e-12)
-    ev = population.evaluate_batches(xt, yt, 16)
+    ev = population.evaluate_batches(*both[0], 16)
     for i, c in enumerate(cells):
-        r = c.evaluate_batches(xt, yt, 16)
+        r = c.evaluate_batches(*both[1], 16)
         assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
 
 
@@ -155,12 +160,35 @@ def test_evaluation_in_cache_sized_chunks_equals_the_trainers_chunks_of_1000():
 
     data = datasets.digits(dtype=np.float64)
     population, cells = _pair(data, "sgd", "float64")
-    x, y = population.tensors(data.x_train, data.y_train)
+    (x, y), cell_data = _data(population, data.x_train, data.y_train)
     assert x.shape[0] > 4 * EVAL_CHUNK  # several chunks, a short last one
     ev = population.evaluate_batches(x, y, 1000)
     for i, c in enumerate(cells):
-        r = c.evaluate_batches(x, y, 1000)
+        r = c.evaluate_batches(*cell_data, 1000)
         assert ev["loss"][i] == pytest.approx(r["loss"], rel=1e-12) and ev["accuracy"][i] == r["accuracy"]
+
+
+def test_window_columns_taken_once_give_the_numbers_of_columns_taken_per_batch(monkeypatch):
+    """course_cnn starts with a PooledConv: its data become window columns, (N, 2*2 pooling
+    offsets, 3*3 windows, 3*3*1 patch + 1); over the budget they stay NHWC and each batch's
+    columns are taken in the step, with the same numbers to the last bit."""
+    from keras_models import population as KP
+
+    data = datasets.digits(dtype=np.float64, limit=200)
+    results = []
+    for budget, shape in ((KP.COLUMNS_BUDGET, (160, 4, 9, 10)), (0, (160, 8, 8, 1))):
+        monkeypatch.setattr(KP, "COLUMNS_BUDGET", budget)
+        population, _ = _pair(data, "momentum", "float64")
+        x, y = population.tensors(data.x_train, data.y_train)
+        assert tuple(x.shape) == shape
+        objectives = np.concatenate([population.train_epoch(x, y, epoch_batches(160, 20, 0, e)) for e in range(3)], 1)
+        results.append((objectives, population.evaluate_batches(x, y, 1000), population.params))
+    (o1, e1, p1), (o2, e2, p2) = results
+    np.testing.assert_array_equal(o1, o2)
+    for k in e1:
+        np.testing.assert_array_equal(e1[k], e2[k])
+    for k in p1:
+        np.testing.assert_array_equal(p1[k], p2[k])
 
 
 def test_pooled_conv_routes_tied_maxima_as_conv2d_and_max_pooling2d_do():
