@@ -221,3 +221,54 @@ def test_pooled_conv_routes_tied_maxima_as_conv2d_and_max_pooling2d_do():
         assert np.sum(z[:, :, 0, :, 0] == z[:, :, 0, :, 1]) > 10  # ties between cells of a window
         for a, b in zip(*results):  # equal up to the order of the gradient's sums
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_compiled_sgd_epoch_gives_the_numbers_of_numpy_steps():
+    """Plain SGD is applied inside the compiled epoch; the NumPy rule after each compiled
+    batch gives the same float32 numbers to the last bit, a diverging member included."""
+    data = datasets.digits(dtype=np.float32, limit=200)
+    etas, lmbdas = np.array([0.05, 1e4, 0.1]), np.array([1e-3, 1.0, 0.0])
+    runs = []
+    for fused in (True, False):
+        population, _ = _pair(data, "sgd", "float32", etas, lmbdas)
+        assert population.fused_sgd
+        population.fused_sgd = fused
+        population._build()
+        x, y = population.tensors(data.x_train, data.y_train)
+        histories = run_population(population, x, y, epochs=3, batch_size=20, seed=0)
+        runs.append(([[row["loss"] for row in h] for h in histories], population.params))
+    (loss1, params1), (loss2, params2) = runs
+    assert [len(h) for h in loss1] == [3, 1, 3] and not np.isfinite(loss1[1][0])  # diverged in epoch 1
+    for a, b in zip(loss1, loss2):
+        np.testing.assert_array_equal(a, b)
+    for k in params1:
+        np.testing.assert_array_equal(params1[k], params2[k])
+    momentum, _ = _pair(data, "momentum", "float32")
+    assert not momentum.fused_sgd
+
+
+def test_members_that_leave_keep_their_slots_until_a_quarter_have_left():
+    """One member of five diverges: it stays in the wide network, frozen and hidden, and
+    the others still follow their cells; a second one leaving rebuilds it for three."""
+    data = datasets.digits(dtype=np.float64, limit=200)
+    etas, lmbdas = np.array([0.05, 1e4, 0.1, 0.02, 0.01]), np.array([1e-3, 1.0, 0.0, 1e-2, 0.0])
+    population, cells = _pair(data, "sgd", "float64", etas, lmbdas)
+    (x, y), (cx, cy) = _data(population, data.x_train, data.y_train)
+    histories = run_population(population, x, y, epochs=2, batch_size=20, seed=0)
+    assert [len(h) for h in histories] == [2, 1, 2, 2, 2] and histories[1][-1]["diverged"]
+    assert population.size == 4 and population._in.size == 5  # kept in its slot
+    assert population.etas.tolist() == [0.05, 0.1, 0.02, 0.01] and not population.frozen.any()
+    live = [cells[i] for i in (0, 2, 3, 4)]
+    for c in live:
+        c.fit(data.x_train, data.y_train, epochs=2, batch_size=20, seed=0)
+    _weights_close(population, live, 1e-12)
+    population.keep(np.array([True, False, True, True]))  # 2 of 5 slots left: rebuilt for 3
+    assert population.size == 3 and population._in.size == 3
+    live = [live[i] for i in (0, 2, 3)]
+    batches = epoch_batches(int(x.shape[0]), 20, 0, 2)
+    np.testing.assert_allclose(population.train_epoch(x, y, batches),
+                               [c.train_epoch(cx, cy, batches) for c in live], rtol=1e-12, atol=0)
+    _weights_close(population, live, 1e-12)
+    ev = population.evaluate_batches(x, y, 1000)
+    for i, c in enumerate(live):
+        assert ev["loss"][i] == pytest.approx(c.evaluate_batches(cx, cy, 1000)["loss"], rel=1e-12)

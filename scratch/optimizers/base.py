@@ -285,6 +285,12 @@ class Optimizer:
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict) -> np.ndarray:
         return self._rule.update(self, p, g, state)
 
+    def applied_learning_rate(self, dtype, ndim: int = 0):
+        """The learning rate as the flavour's framework multiplies a gradient of ``dtype``
+        by it (per-member rates shaped (P, 1, ...) for a parameter of ``ndim`` axes): what a
+        compiled step that applies this optimizer's rule itself must use."""
+        return self._lr(dtype, ndim)
+
     def _lr(self, dtype, ndim: int = 0):
         """The learning rate as the framework applies it to a parameter of ``dtype``:
         a scalar of that dtype for Keras, a Python float for torch; rounded to float32
