@@ -95,6 +95,20 @@ def test_populations_are_one_per_framework_and_seed_and_chunked_by_memory(tmp_pa
     assert sum(len(g.cells) for g in chunked) == len(tasks)
 
 
+def test_keras_populations_stay_whole_and_come_first_unless_a_worker_would_idle(tmp_path):
+    """A worker's first Keras unit costs it TensorFlow's import and the traces: Keras
+    populations are not shared out among the workers, the others are."""
+    tasks = cell_tasks(tiny(tmp_path, frameworks=("scratch", "keras", "torch")))
+    units = population_tasks(tasks, workers=2)
+    assert [(u.framework, len(u.cells)) for u in units] == [
+        ("keras", 4), ("scratch", 2), ("torch", 2), ("scratch", 2), ("torch", 2)]
+    assert {t for u in units for t in u.cells} == set(tasks)
+    alone = population_tasks(cell_tasks(tiny(tmp_path, frameworks=("keras",))), workers=2)
+    assert [(u.framework, len(u.cells)) for u in alone] == [("keras", 2), ("keras", 2)]  # no idle worker
+    by_memory = population_tasks(tasks, budget=1, workers=2)
+    assert sorted(len(u.cells) for u in by_memory if u.framework == "keras") == [1] * 4
+
+
 def test_a_failing_population_fails_its_cells_with_the_error(tmp_path):
     task = cell_tasks(tiny(tmp_path))[0]
     broken = PopulationTask((type(task)(**{**task.__dict__, "arch": "no_such_arch"}),))
@@ -157,3 +171,37 @@ def test_keras_networks_with_a_second_conv2d_train_cell_by_cell(tmp_path):
     units = population_tasks(tasks, workers=2)
     keras_units = [u for u in units if u.framework == "keras"]
     assert keras_units and all(len(u.cells) == 1 for u in keras_units)
+
+
+def test_a_worker_imports_a_framework_with_its_first_unit_on_one_thread(tmp_path):
+    """A local worker starts with NumPy only and the parent's data sets (it loads none);
+    its first Keras population imports torch, then TensorFlow, and limits both to one
+    thread before the first step."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from experiments.grid.executors import _init_worker\n"
+        "from experiments.grid.cells import cell_tasks\n"
+        "from experiments.grid.config import GridConfig\n"
+        "from experiments.grid.population import population_tasks, run_population_task\n"
+        "from experiments.grid import cells\n"
+        "import os\n"
+        f"config = GridConfig(frameworks=('keras',), etas=(0.1,), lmbdas=(0.0,), epochs=1, limit=100, batch_size=20, out={str(tmp_path)!r})\n"
+        "[unit] = population_tasks(cell_tasks(config))\n"
+        "loaded = cells.datasets_of(unit.cells)\n"
+        "cells._DATA_CACHE.clear()\n"
+        "def no_loading(task): raise AssertionError('the worker loaded its data set')\n"
+        "cells.load_dataset = no_loading\n"
+        "_init_worker(os.getppid(), loaded)\n"
+        "assert not {'tensorflow', 'torch', 'keras'} & set(sys.modules), 'imported at start'\n"
+        "[(_, result)] = run_population_task(unit)\n"
+        "import tensorflow as tf, torch\n"
+        "print(result['row']['status'], tf.config.threading.get_intra_op_parallelism_threads(),\n"
+        "      tf.config.threading.get_inter_op_parallelism_threads(), torch.get_num_threads())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-4:] == ["ok", "1", "1", "1"]
+

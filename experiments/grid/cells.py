@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..runtime import make_trainer
+from ..runtime import limit_threads, make_trainer
 from .config import GridConfig, load_dataset
 
 @dataclass(frozen=True)
@@ -69,14 +69,36 @@ def cell_tasks(config: GridConfig) -> list:
 _DATA_CACHE: dict = {}
 
 
+def _data_key(task: CellTask) -> tuple:
+    return (task.dataset, task.data, task.limit, task.dtype, task.input_shape)
+
+
 def dataset_of(task: CellTask):
     """The task's data set, loaded once per process (a few kept)."""
-    key = (task.dataset, task.data, task.limit, task.dtype, task.input_shape)
+    key = _data_key(task)
     if key not in _DATA_CACHE:
-        if len(_DATA_CACHE) >= 4:
-            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        _DATA_CACHE[key] = load_dataset(task)
+        remember_datasets({key: load_dataset(task)})
     return _DATA_CACHE[key]
+
+
+def datasets_of(tasks) -> dict:
+    """The data sets of ``tasks``, loaded here (once), keyed for :func:`remember_datasets`:
+    the parent hands them to its local workers, which then load nothing (the digits
+    loader's scikit-learn import alone takes 1.6 s)."""
+    return {_data_key(t): dataset_of(t) for t in tasks}
+
+
+def remember_dataset(task: CellTask, data) -> None:
+    """Keep ``data``, loaded elsewhere, as the data set of ``task`` (and of every task on it)."""
+    remember_datasets({_data_key(task): data})
+
+
+def remember_datasets(datasets: dict) -> None:
+    """Keep ``datasets`` (from :func:`datasets_of`) for the tasks of this process."""
+    for key, data in datasets.items():
+        if key not in _DATA_CACHE and len(_DATA_CACHE) >= 4:
+            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
+        _DATA_CACHE[key] = data
 
 
 def one_line(text: str, limit: int = 500) -> str:
@@ -92,6 +114,7 @@ def run_cell(task: CellTask) -> dict:
     """
     from scratch import architectures
 
+    limit_threads((task.framework,))  # in a worker, the framework's first cell imports it
     start = time.perf_counter()
     curves = []
 

@@ -4,7 +4,10 @@ Every executor takes a picklable function and a list of tasks and yields
 ``(task, result)`` pairs as the cells finish, in completion order; the caller (the
 run's parent process) writes each result at once. Workers run one thread per framework
 (:func:`experiments.runtime.limit_threads`), so a cell gives the same numbers in
-every executor and with any worker count.
+every executor and with any worker count. A local worker imports a framework when its
+first cell or population of that framework starts (:func:`experiments.grid.cells.run_cell`
+and :func:`experiments.grid.population.run_population_task` apply the limit): importing
+TensorFlow takes 4-5 s here, and a worker that trains no Keras never pays it.
 
 * ``serial``: one cell after the other in this process.
 * ``process``: a ``ProcessPoolExecutor`` of ``workers`` processes started with
@@ -30,6 +33,7 @@ import threading
 import time
 
 from ..runtime import limit_threads, one_thread_environment
+from .cells import remember_datasets
 from .population import PopulationExecutor
 
 
@@ -49,13 +53,14 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)  # no cleanup: nobody is left to receive a result
 
 
-def _init_worker(frameworks, parent):
+def _init_worker(parent, datasets):
     # ``parent`` comes from the parent itself: one that died while this worker was still
     # starting is then seen too (os.getppid() would already name the adopting process).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), name="xfw-parent-watchdog", daemon=True).start()
     one_thread_environment()
-    limit_threads(frameworks)
+    limit_threads(())  # NumPy's BLAS; each framework's limit comes with its first unit of work
+    remember_datasets(datasets)
 
 
 class _sigint_ignored:
@@ -98,9 +103,10 @@ class SerialExecutor:
 class ProcessExecutor:
     name = "process"
 
-    def __init__(self, frameworks, workers, scheduler=None):
+    def __init__(self, frameworks, workers, scheduler=None, datasets=None):
         self.frameworks = tuple(frameworks)
         self.workers = int(workers)
+        self.datasets = dict(datasets or {})  # handed to every worker at its start
         self.pool = None
 
     def __enter__(self):
@@ -114,7 +120,7 @@ class ProcessExecutor:
         from concurrent.futures import ProcessPoolExecutor
 
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.frameworks, os.getpid()))
+                                   initializer=_init_worker, initargs=(os.getpid(), self.datasets))
 
     def _stop(self):
         # Finished: the workers are idle. Interrupted or failed: drop pending cells. Either
@@ -248,16 +254,21 @@ def _dask_cell(fn, frameworks, task):
 EXECUTORS = {"serial": SerialExecutor, "process": ProcessExecutor, "dask": DaskExecutor}
 
 
-def make_executor(name, frameworks, workers=None, scheduler=None):
+def make_executor(name, frameworks, workers=None, scheduler=None, datasets=None):
     """The executor ``name`` (serial, process, dask or population), not yet started (use ``with``).
 
     ``population`` (:mod:`experiments.grid.population`) sends populations to local worker
-    processes, or to Dask when a ``scheduler`` is given.
+    processes, or to Dask when a ``scheduler`` is given. ``datasets``
+    (:func:`experiments.grid.cells.datasets_of`) go to local worker processes at their
+    start, so that they load no data themselves.
     """
     workers = workers or os.cpu_count() or 1
     if name == "population":
-        inner = DaskExecutor if scheduler else ProcessExecutor
-        return PopulationExecutor(inner(frameworks, workers, scheduler), workers)
+        if scheduler:
+            return PopulationExecutor(DaskExecutor(frameworks, workers, scheduler), workers)
+        return PopulationExecutor(ProcessExecutor(frameworks, workers, datasets=datasets), workers)
     if name not in EXECUTORS:
         raise ValueError(f"--executor: unknown {name!r}; allowed: {', '.join(EXECUTORS)}, population")
+    if name == "process":
+        return ProcessExecutor(frameworks, workers, datasets=datasets)
     return EXECUTORS[name](frameworks, workers, scheduler)

@@ -28,12 +28,17 @@ import math
 import time
 from dataclasses import dataclass
 
+from ..runtime import limit_threads
 from .cells import CellTask, cell_result, curve_row, one_line, run_cell
 
 #: Bytes of activations one population may hold at once; larger ones are cut into chunks.
 MEMORY_BUDGET = 1.5e9
 #: Frameworks trained as populations; the others run cell by cell inside their unit of work.
 POPULATION_FRAMEWORKS = ("scratch", "torch", "keras")
+#: Frameworks whose populations are not cut to share them among the workers: a worker's
+#: first Keras unit costs it TensorFlow's import and the traces of the compiled functions
+#: (about 7 s here), more than a share of the population saves.
+WHOLE_FRAMEWORKS = ("keras",)
 _EVAL_BATCH = 1000  # the evaluation chunk of every trainer (scratch.model.run_epochs)
 
 
@@ -73,27 +78,41 @@ def member_bytes(task: CellTask, input_shape) -> int:
 def population_tasks(tasks, budget: float = MEMORY_BUDGET, workers: int = 1) -> list:
     """The cells of ``tasks`` grouped by framework and seed, cut into chunks of members.
 
-    A population is cut into at least ``workers`` chunks (when it has that many cells), so
-    that every worker trains a share of every framework and they finish together, and
-    into more when its activations would exceed ``budget`` bytes. The units are returned
-    chunk by chunk, every framework's first chunk first: the workers start on different
-    frameworks. Cells that do not train as one population (:func:`vectorised`) become
-    units of one cell each, after all the populations."""
+    A population is cut into more chunks when its activations would exceed ``budget``
+    bytes. Besides, the populations of the frameworks that start cheaply (NumPy, PyTorch)
+    are cut into ``workers`` chunks, so that the workers finish together, while a Keras
+    population stays whole (:data:`WHOLE_FRAMEWORKS`), unless there would be fewer units
+    than workers. The whole populations come first, then the chunks, every framework's
+    first chunk first; cells that do not train as one population (:func:`vectorised`)
+    become units of one cell each, after all the populations."""
     from .cells import dataset_of
 
     groups: dict = {}
     for t in tasks:
         groups.setdefault((t.framework, t.seed), []).append(t)
-    chunked, singles = [], []
-    for cells in groups.values():
+    plans = {}
+    singles = []
+    for key, cells in groups.items():
         if not vectorised(cells[0]):
             singles.extend(PopulationTask((t,)) for t in cells)
             continue
         per = member_bytes(cells[0], dataset_of(cells[0]).input_shape)
-        chunks = min(len(cells), max(int(workers), math.ceil(len(cells) * per / budget)))
-        size = math.ceil(len(cells) / chunks)
-        chunked.append([PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size)])
-    populations = [c[i] for i in range(max(map(len, chunked), default=0)) for c in chunked if i < len(c)]
+        plans[key] = (cells, math.ceil(len(cells) * per / budget))
+
+    def units(spread_all: bool):
+        whole, chunked = [], []
+        for (framework, _), (cells, by_memory) in plans.items():
+            spread = 1 if framework in WHOLE_FRAMEWORKS and not spread_all else int(workers)
+            chunks = min(len(cells), max(spread, by_memory))
+            size = math.ceil(len(cells) / chunks)
+            cut = [PopulationTask(tuple(cells[i:i + size])) for i in range(0, len(cells), size)]
+            (whole if chunks == 1 else chunked).append(cut)
+        order = [c[i] for i in range(max(map(len, chunked), default=0)) for c in chunked if i < len(c)]
+        return [c[0] for c in whole] + order
+
+    populations = units(False)
+    if len(populations) + len(singles) < workers:
+        populations = units(True)
     return populations + singles
 
 
@@ -125,6 +144,7 @@ def run_population_task(ptask: PopulationTask) -> list:
     A problem of the population itself becomes status ``failed`` for each of its cells.
     """
     cells = ptask.cells
+    limit_threads((ptask.framework,))  # in a worker, the framework's first unit imports it
     try:
         whole = vectorised(cells[0])
     except Exception:  # noqa: BLE001  e.g. an unknown architecture: run_cell reports it per cell

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from .cells import cell_tasks, one_line, run_cell
+from .cells import cell_tasks, datasets_of, one_line, remember_dataset, run_cell
 from .config import IDENTITY_FIELDS, GridConfig, identity_changes
 from .executors import WorkerLost, make_executor
 from .lock import RunLock, holder_text
@@ -138,6 +138,8 @@ def run_grid(config: GridConfig, *, progress: bool = True, figures: bool = True,
     echo = echo or (lambda text: print(text, file=sys.stderr))
     data = config.validate()
     fingerprint = data.fingerprint() if data is not None else None
+    if data is not None:  # the cells' data set, loaded once in this process
+        remember_dataset(cell_tasks(config)[0], data)
     try:
         lock = RunLock(config.run_dir, config.run_name)
         with lock, _sigterm_raises():
@@ -209,7 +211,8 @@ def _run_locked(config, fingerprint, progress, figures, on_cell_done, echo) -> R
     bar = None
     try:
         if todo:
-            executor = make_executor(config.executor, config.frameworks, config.n_workers, config.scheduler)
+            executor = make_executor(config.executor, config.frameworks, config.n_workers, config.scheduler,
+                                     datasets=datasets_of(todo[:1]))
             with executor:
                 echo(f"{config.run_name}: {len(todo)} cells ({', '.join(config.frameworks)}; "
                      f"{len(config.etas)} eta x {len(config.lmbdas)} lambda x {len(config.seeds)} seed; "
