@@ -2,8 +2,9 @@
 
 Every cell of one framework and seed starts from the same weights and sees the same batch
 order; only eta and lambda differ. :func:`population_tasks` groups the cells still to run
-into :class:`PopulationTask` s (one per framework and seed, cut into chunks of members
-when the activations of a whole population would not fit in :data:`MEMORY_BUDGET`), and
+into :class:`PopulationTask` s (one per framework and seed, cut into chunks of members to
+share the NumPy and torch ones among the workers, and when the activations of a whole
+population would not fit in :data:`MEMORY_BUDGET`), and
 :class:`PopulationExecutor` sends those to worker processes (or to Dask), so a population,
 not a cell, is the unit of work. Each worker trains its population at once and
 returns one result per cell, in the row and curve format of
@@ -14,8 +15,9 @@ The populations are :class:`scratch.population.Population` (NumPy),
 :class:`torch_models.population.Population` (the spec-built model's modules, batched) and
 :class:`keras_models.population.Population` (Keras's own layers, widened), all driven by
 :func:`scratch.population.run_population`. Cells of a network with Dropout in torch or
-Keras (whose serial trainers draw masks from the framework's own generator) are trained
-one after the other inside the same unit of work, with
+Keras (whose serial trainers draw masks from the framework's own generator), and Keras
+cells of a network with a second Conv2D (TensorFlow's grouped convolution is slow), are
+trained one after the other inside the same unit of work, with
 :func:`~experiments.grid.cells.run_cell`.
 
 An interrupt loses at most the unfinished epochs of the populations in flight: a
