@@ -52,7 +52,7 @@ from .layout import to_scratch_array, weight_plan
 from .population_layers import WideNetwork, member_keys
 from .trainer import Trainer
 
-__all__ = ["COLUMNS_BUDGET", "EVAL_CHUNK", "Population"]
+__all__ = ["COLUMNS_BUDGET", "EVAL_CHUNK", "EVAL_CHUNKS_PER_CALL", "Population", "REBUILD_SHARE"]
 
 #: The largest evaluation chunk, in samples (see :meth:`Population.evaluate_batches`).
 EVAL_CHUNK = 250
