@@ -50,7 +50,7 @@ from scratch.population import correct_counts, member_grid, refuse_dropout, step
 
 from .layout import to_scratch_array, weight_plan
 from .population_layers import WideNetwork, member_keys
-from .trainer import Trainer
+from .trainer import Trainer, epoch_order
 
 __all__ = ["COLUMNS_BUDGET", "EVAL_CHUNK", "EVAL_CHUNKS_PER_CALL", "Population", "REBUILD_SHARE"]
 
@@ -265,11 +265,9 @@ class Population:
             for b, idx in enumerate(batches):
                 out[:, b] = self.train_step(x, y, idx)
             return out
-        order = tf.constant(np.concatenate(batches).astype(np.int64))
-        bounds = tf.constant(np.concatenate([[0], np.cumsum([len(b) for b in batches])]).astype(np.int64))
         rates = self.optimizer.applied_learning_rate(self.dtype, 1)
         objectives, weights, frozen = epoch(self._weights(), self._lmbdas.astype(self.dtype), rates, self._frozen,
-                                            x, y, order, bounds)
+                                            x, y, *epoch_order(batches))
         self._slot_params = {k: w.numpy() for k, w in zip(self._keys, weights)}
         self._frozen = frozen.numpy()
         return objectives.numpy().astype(np.float64).T[self._in]

@@ -74,6 +74,14 @@ def make_optimizer(name: str, learning_rate: float = 0.01, *, dtype="float32", *
         keras.config.set_floatx(previous)
 
 
+def epoch_order(batches) -> tuple:
+    """``(order, bounds)`` int64 tensors of one epoch's ``batches`` (index arrays), as a
+    compiled epoch takes them: batch ``b`` is ``order[bounds[b]:bounds[b+1]]``."""
+    order = tf.constant(np.concatenate(batches).astype(np.int64))
+    bounds = tf.constant(np.concatenate([[0], np.cumsum([len(b) for b in batches])]).astype(np.int64))
+    return order, bounds
+
+
 class Trainer:
     """Train a spec network in Keras with the suite's objective.
 
@@ -219,9 +227,7 @@ class Trainer:
         each batch before its step (:class:`scratch.trainer.EpochTrainer`). ``x``, ``y``:
         NHWC tensors from ``fit``, or checked canonical NumPy arrays."""
         x, y = self._native(x, y)
-        order = tf.constant(np.concatenate(batches).astype(np.int64))
-        bounds = tf.constant(np.concatenate([[0], np.cumsum([len(b) for b in batches])]).astype(np.int64))
-        return [float(v) for v in self._epoch_fn(x, y, order, bounds).numpy()]
+        return [float(v) for v in self._epoch_fn(x, y, *epoch_order(batches)).numpy()]
 
     def evaluate_batches(self, x, y, batch_size) -> dict:
         """``{"loss": mean data loss (no L2), "accuracy"}`` in chunks of ``batch_size`` on
